@@ -1,0 +1,273 @@
+"""Collection: every configured source fetched concurrently, parsed into posts and stored.
+
+`collect` is the entry point: it builds one job per endpoint (a feed, an account, a hashtag on
+one server), runs them with shared limits, records each source's outcome on its own row, and
+never lets one broken source stop the rest.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+from collections import Counter
+from collections.abc import Callable
+from concurrent.futures import Executor, ProcessPoolExecutor
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+from ..config import BlueskySource, FeedSource, HashtagSource, MastodonSource, Settings
+from ..errors import FetchError
+from ..models import SourceState
+from ..store import Store
+from .base import Context, Job, Outcome
+from .bluesky import BlueskyAuthorJob, BlueskySearchJob
+from .feeds import FeedJob
+from .fetch import Fetcher
+from .mastodon import account_job, hashtag_job
+from .parse import ParsedFeed, parse_feed
+
+__all__ = ["CollectReport", "SourceResult", "collect", "jobs_for"]
+
+log = logging.getLogger(__name__)
+
+# Below this many feed jobs, parsing in a thread beats starting worker processes.
+PROCESS_POOL_MIN_JOBS = 24
+KINDS = ("feed", "mastodon", "hashtag", "bluesky")
+
+
+@dataclass(slots=True)
+class SourceResult:
+    """How one source fared in this run."""
+
+    key: str
+    kind: str
+    status: str  # ok, not_modified, failed, skipped
+    fetched: int = 0
+    new: int = 0
+    error: str = ""
+    notes: list[str] = field(default_factory=list)
+
+
+@dataclass(slots=True)
+class CollectReport:
+    """The run's outcome, per source; `as_dict` is the ``--json`` summary."""
+
+    results: list[SourceResult] = field(default_factory=list)
+
+    def count(self, status: str) -> int:
+        return sum(1 for r in self.results if r.status == status)
+
+    @property
+    def new_posts(self) -> int:
+        return sum(r.new for r in self.results)
+
+    @property
+    def all_failed(self) -> bool:
+        """True when sources were tried and none of them answered."""
+        return self.count("failed") > 0 and self.count("ok") + self.count("not_modified") == 0
+
+    def by_kind(self) -> dict[str, dict[str, int]]:
+        table: dict[str, Counter[str]] = {}
+        for r in self.results:
+            row = table.setdefault(r.kind, Counter())
+            row["sources"] += 1
+            row[r.status] += 1
+            row["new_posts"] += r.new
+        columns = ("sources", "ok", "not_modified", "failed", "skipped", "new_posts")
+        return {kind: {c: table[kind][c] for c in columns} for kind in sorted(table, key=_kind_order)}
+
+    def as_dict(self) -> dict[str, Any]:
+        ordered = sorted(self.results, key=lambda r: r.key)
+        return {
+            "sources": len(self.results),
+            "ok": self.count("ok"),
+            "not_modified": self.count("not_modified"),
+            "failed": self.count("failed"),
+            "skipped": self.count("skipped"),
+            "new_posts": self.new_posts,
+            "errors": [{"source": r.key, "error": r.error} for r in ordered if r.status == "failed"],
+            "skipped_sources": [{"source": r.key, "reason": r.error} for r in ordered if r.status == "skipped"],
+            "notes": [{"source": r.key, "note": n} for r in ordered for n in r.notes],
+            "kinds": self.by_kind(),
+        }
+
+
+def _kind_order(kind: str) -> int:
+    return KINDS.index(kind) if kind in KINDS else len(KINDS)
+
+
+def jobs_for(settings: Settings) -> list[Job]:
+    """One job per endpoint the configuration names, each with a stable key."""
+    c = settings.collect
+    jobs: dict[str, Job] = {}
+    for source in settings.sources:
+        if isinstance(source, FeedSource):
+            key = f"feed:{source.feed}"
+            jobs.setdefault(key, FeedJob(key, "feed", source.feed))
+        elif isinstance(source, MastodonSource):
+            server = source.mastodon.rsplit("@", 1)[1]
+            key = f"mastodon:{source.mastodon}"
+            jobs.setdefault(
+                key, account_job(source.mastodon, _base(settings, server), source.via or c.mastodon_via, key)
+            )
+        elif isinstance(source, HashtagSource):
+            for server in (source.servers or c.servers) if "mastodon" in source.networks else ():
+                key = f"hashtag:#{source.hashtag}@{server}"
+                jobs.setdefault(
+                    key, hashtag_job(source.hashtag, server, _base(settings, server), source.via or c.mastodon_via, key)
+                )
+            if "bluesky" in source.networks:
+                key = f"hashtag:#{source.hashtag}@bluesky"
+                b = settings.bluesky
+                jobs.setdefault(
+                    key,
+                    BlueskySearchJob(
+                        key,
+                        "hashtag",
+                        f"{b.service}/search?q=%23{source.hashtag}",
+                        source.hashtag,
+                        b.service.rstrip("/"),
+                        b.handle or "",
+                        b.app_password or "",
+                    ),
+                )
+        elif isinstance(source, BlueskySource):
+            key = f"bluesky:{source.bluesky}"
+            jobs.setdefault(
+                key,
+                BlueskyAuthorJob(
+                    key,
+                    "bluesky",
+                    f"https://bsky.app/profile/{source.bluesky}",
+                    source.bluesky,
+                    c.bluesky_appview.rstrip("/"),
+                ),
+            )
+    return list(jobs.values())
+
+
+def _base(settings: Settings, server: str) -> str:
+    return settings.collect.base_urls.get(server, f"https://{server}").rstrip("/")
+
+
+def collect(
+    settings: Settings,
+    store: Store,
+    *,
+    now: datetime | None = None,
+    on_result: Callable[[SourceResult], None] | None = None,
+    jobs: list[Job] | None = None,
+) -> CollectReport:
+    """Collect every source once and store new posts; ``on_result`` hears of each source as it ends."""
+    jobs = jobs if jobs is not None else jobs_for(settings)
+    now = now or datetime.now(UTC)
+    feeds = sum(1 for job in jobs if job.kind in ("feed", "mastodon", "hashtag"))
+    pool = ProcessPoolExecutor(max_workers=os.cpu_count() or 2) if feeds >= PROCESS_POOL_MIN_JOBS else None
+    try:
+        return asyncio.run(_collect(settings, store, jobs, now, pool, on_result))
+    finally:
+        if pool is not None:
+            pool.shutdown(cancel_futures=True)
+
+
+async def _collect(
+    settings: Settings,
+    store: Store,
+    jobs: list[Job],
+    now: datetime,
+    pool: Executor | None,
+    on_result: Callable[[SourceResult], None] | None,
+) -> CollectReport:
+    loop = asyncio.get_running_loop()
+
+    async def parse(body: bytes, url: str, source: str, content_type: str) -> ParsedFeed:
+        if pool is None:
+            return await asyncio.to_thread(parse_feed, body, url, source, content_type, now)
+        return await loop.run_in_executor(pool, parse_feed, body, url, source, content_type, now)
+
+    states = store.source_states()
+    report = CollectReport()
+    async with Fetcher(settings.collect) as fetcher:
+        ctx = Context(fetcher, settings, now, now - timedelta(days=settings.digest.window_days), parse)
+        tasks = [asyncio.create_task(_run_job(ctx, store, job, states.get(job.key))) for job in jobs]
+        for task in asyncio.as_completed(tasks):
+            result = await task
+            report.results.append(result)
+            if on_result is not None:
+                on_result(result)
+    return report
+
+
+async def _run_job(ctx: Context, store: Store, job: Job, state: SourceState | None) -> SourceResult:
+    state = state or SourceState(key=job.key, kind=job.kind, url=job.url)
+    state.kind = job.kind
+    skip = _skip_reason(state, ctx.now)
+    if skip:
+        return SourceResult(job.key, job.kind, "skipped", error=skip)
+    state.last_attempt = ctx.now
+    try:
+        outcome = await job.run(ctx, state)
+    except FetchError as exc:
+        return _record_failure(ctx, store, job, state, exc, str(exc))
+    except Exception as exc:  # a bug or a payload nobody foresaw: record it, keep going
+        log.exception("collecting %s failed", job.key)
+        return _record_failure(ctx, store, job, state, None, f"internal error: {type(exc).__name__}: {exc}")
+    notes = _apply(state, outcome, ctx.now)
+    new = store.add_posts(job.key, outcome.posts, state)
+    status = "not_modified" if outcome.not_modified else "ok"
+    return SourceResult(job.key, job.kind, status, len(outcome.posts), new, notes=notes)
+
+
+def _skip_reason(state: SourceState, now: datetime) -> str:
+    if state.status == "dead":
+        return f"gone since {state.last_attempt:%Y-%m-%d} ({state.last_error}); remove it from feeds.toml"
+    if state.next_attempt and now < state.next_attempt:
+        return (
+            f"resting until {state.next_attempt:%Y-%m-%d %H:%M} UTC after {state.failures} failures: {state.last_error}"
+        )
+    return ""
+
+
+def _apply(state: SourceState, outcome: Outcome, now: datetime) -> list[str]:
+    """Fold a successful outcome into the source's state; return notes worth showing."""
+    notes = list(outcome.notes)
+    state.status = "not_modified" if outcome.not_modified else "ok"
+    state.failures, state.last_error, state.next_attempt, state.last_success = 0, "", None, now
+    state.etag, state.last_modified = outcome.etag, outcome.last_modified
+    if outcome.cursor is not None:
+        state.cursor = outcome.cursor
+    if outcome.moved_to and outcome.moved_to != state.url:
+        state.url = outcome.moved_to
+        notes.append(f"moved permanently to {outcome.moved_to}; update feeds.toml")
+    if outcome.posts:
+        oldest = min(p.published for p in outcome.posts)
+        newest = max(p.published for p in outcome.posts)
+        state.gap_possible = bool(state.newest_post and not outcome.complete and oldest > state.newest_post)
+        if state.gap_possible:
+            notes.append(
+                f"gap possible: the oldest post fetched ({oldest:%Y-%m-%d %H:%M}) is newer than the newest stored "
+                f"({state.newest_post:%Y-%m-%d %H:%M}); collect more often"
+            )
+        state.newest_post = max(newest, state.newest_post or newest)
+    state.note = "; ".join(notes)
+    return notes
+
+
+def _record_failure(
+    ctx: Context, store: Store, job: Job, state: SourceState, exc: FetchError | None, reason: str
+) -> SourceResult:
+    c = ctx.settings.collect
+    state.failures += 1
+    state.status = "dead" if exc is not None and exc.status == 410 else "failed"
+    state.last_error = f"{job.url}: {' '.join(reason.split())}"[:400]
+    if exc is not None and exc.retry_after:
+        state.next_attempt = ctx.now + timedelta(seconds=exc.retry_after)
+    elif state.failures >= c.failure_threshold:
+        backoff = 2 ** min(state.failures - c.failure_threshold, 3)
+        state.next_attempt = ctx.now + timedelta(hours=c.retry_window_hours * backoff)
+    else:
+        state.next_attempt = None
+    store.save_source_state(state)
+    return SourceResult(job.key, job.kind, "failed", error=state.last_error)

@@ -1,0 +1,38 @@
+"""Plain feeds (RSS, Atom, JSON Feed), fetched conditionally and parsed off the event loop."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from ..errors import PermanentFetchError
+from ..models import SourceState
+from .base import Context, Outcome
+
+__all__ = ["FeedJob"]
+
+
+@dataclass(slots=True)
+class FeedJob:
+    """Fetch one feed URL with ETag/Last-Modified and parse it into posts."""
+
+    key: str
+    kind: str
+    url: str
+    opt_out_check: bool = False
+
+    async def run(self, ctx: Context, state: SourceState) -> Outcome:
+        url = state.url or self.url
+        result = await ctx.fetcher.get(url, etag=state.etag, last_modified=state.last_modified)
+        outcome = Outcome(etag=result.etag, last_modified=result.last_modified, moved_to=result.moved_to)
+        if result.not_modified:
+            outcome.not_modified = True
+            outcome.etag = outcome.etag or state.etag
+            outcome.last_modified = outcome.last_modified or state.last_modified
+            return outcome
+        parsed = await ctx.parse(result.body, result.url, self.key, result.content_type)
+        if self.opt_out_check and parsed.opted_out:
+            raise PermanentFetchError("the author asks not to be read by bots (#nobot/#noindex in profile)")
+        if parsed.warning:
+            outcome.notes.append(f"feed is not well-formed, read anyway: {parsed.warning}")
+        outcome.posts = parsed.posts
+        return outcome

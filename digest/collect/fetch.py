@@ -1,0 +1,263 @@
+"""HTTP only: a polite, bounded, retrying client shared by every collector.
+
+Limits in-flight requests in all and per host, sends conditional headers, caps redirects and
+body size (decompressing itself so a gzip bomb is refused early), honours Retry-After and
+retries transient failures with backoff. It never parses what it fetches.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import email.utils
+import zlib
+from collections import defaultdict
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+from urllib.parse import urlsplit
+
+import httpx
+from tenacity import AsyncRetrying, retry_if_exception_type, stop_after_attempt, wait_exponential_jitter
+
+from ..config import CollectSettings
+from ..errors import FetchError, PermanentFetchError, TransientFetchError
+
+__all__ = ["FetchResult", "Fetcher", "default_user_agent"]
+
+PROJECT_URL = "https://pypi.org/project/digest/"
+_PERMANENT_REDIRECTS = {301, 308}
+_RETRY_STATUSES = {429, 502, 503, 504}
+_JITTER = wait_exponential_jitter(initial=0.5, max=8, jitter=0.5)
+
+
+def default_user_agent() -> str:
+    from .. import __version__
+
+    return f"digest/{__version__} (weekly digest reader; +{PROJECT_URL})"
+
+
+@dataclass(frozen=True, slots=True)
+class FetchResult:
+    """A fetched body. ``status`` is 200 or 304 (not modified, empty body); ``moved_to`` is set
+    when every redirect on the way was permanent, so the source's URL can be updated."""
+
+    url: str
+    status: int
+    body: bytes
+    content_type: str
+    etag: str
+    last_modified: str
+    moved_to: str | None = None
+    link_next: str | None = None
+
+    @property
+    def not_modified(self) -> bool:
+        return self.status == 304
+
+
+class _Inflater:
+    """Decode gzip/deflate bodies incrementally, never producing more than ``limit`` bytes."""
+
+    def __init__(self, encoding: str, limit: int) -> None:
+        encoding = encoding.strip().lower()
+        if encoding in ("", "identity"):
+            self._z = None
+        elif encoding in ("gzip", "x-gzip", "deflate"):
+            self._z = zlib.decompressobj(zlib.MAX_WBITS | 32)  # gzip or zlib header, auto-detected
+        else:
+            raise PermanentFetchError(f"unsupported Content-Encoding {encoding!r}")
+        self.limit = limit
+        self.size = 0
+
+    def feed(self, data: bytes) -> bytes:
+        if self._z is None:
+            out = data
+        else:
+            try:
+                out = self._z.decompress(data, self.limit - self.size + 1)
+            except zlib.error as exc:
+                raise PermanentFetchError(f"corrupt compressed body: {exc}") from None
+        self.size += len(out)
+        if self.size > self.limit:
+            raise PermanentFetchError(f"response larger than {_mb(self.limit)} (max_bytes); refused")
+        return out
+
+
+class Fetcher:
+    """Shared HTTP clients with global and per-host limits; use as ``async with Fetcher(...)``."""
+
+    def __init__(self, settings: CollectSettings, *, user_agent: str | None = None, clients: int | None = None) -> None:
+        self.settings = settings
+        count = clients or max(1, min(5, settings.concurrency // 10))
+        per_client = max(1, -(-settings.concurrency // count))
+        timeout = httpx.Timeout(settings.read_timeout, connect=settings.connect_timeout)
+        headers = {
+            "User-Agent": user_agent or settings.user_agent or default_user_agent(),
+            "Accept-Encoding": "gzip, deflate",
+        }
+        self._clients = [
+            httpx.AsyncClient(
+                timeout=timeout,
+                headers=headers,
+                follow_redirects=True,
+                max_redirects=settings.max_redirects,
+                limits=httpx.Limits(max_connections=per_client, max_keepalive_connections=per_client),
+            )
+            for _ in range(count)
+        ]
+        self._all = asyncio.Semaphore(settings.concurrency)
+        self._hosts: defaultdict[str, asyncio.Semaphore] = defaultdict(lambda: asyncio.Semaphore(settings.per_host))
+
+    async def __aenter__(self) -> Fetcher:
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.aclose()
+
+    async def aclose(self) -> None:
+        await asyncio.gather(*(client.aclose() for client in self._clients))
+
+    async def get(
+        self,
+        url: str,
+        *,
+        etag: str = "",
+        last_modified: str = "",
+        headers: dict[str, str] | None = None,
+        accept: str = "application/rss+xml, application/atom+xml, application/feed+json, application/xml;q=0.9, */*;q=0.8",
+    ) -> FetchResult:
+        """GET a URL with retries; raise `FetchError` subclasses with a one-line reason."""
+        extra = {"Accept": accept, **(headers or {})}
+        if etag:
+            extra["If-None-Match"] = etag
+        if last_modified:
+            extra["If-Modified-Since"] = last_modified
+        return await self._retrying("GET", url, extra, None)
+
+    async def post_json(self, url: str, payload: dict[str, Any], headers: dict[str, str] | None = None) -> FetchResult:
+        """POST a JSON body (used to log in); same limits and error handling as `get`."""
+        extra = {"Accept": "application/json", **(headers or {})}
+        return await self._retrying("POST", url, extra, payload)
+
+    async def _retrying(self, method: str, url: str, headers: dict[str, str], payload: Any) -> FetchResult:
+        retrying = AsyncRetrying(
+            stop=stop_after_attempt(self.settings.retries + 1),
+            wait=self._backoff,
+            retry=retry_if_exception_type(TransientFetchError),
+            reraise=True,
+        )
+        async for attempt in retrying:
+            with attempt:
+                return await self._once(method, url, headers, payload)
+        raise AssertionError("unreachable")  # pragma: no cover
+
+    def _backoff(self, retry_state: Any) -> float:
+        exc = retry_state.outcome.exception() if retry_state.outcome else None
+        if isinstance(exc, FetchError) and exc.retry_after is not None:
+            return exc.retry_after
+        return _JITTER(retry_state)
+
+    async def _once(self, method: str, url: str, headers: dict[str, str], payload: Any) -> FetchResult:
+        host = urlsplit(url).netloc
+        client = self._clients[hash(host) % len(self._clients)]
+        async with self._all, self._hosts[host]:
+            try:
+                async with asyncio.timeout(self.settings.total_timeout):
+                    request = client.build_request(method, url, headers=headers, json=payload)
+                    response = await client.send(request, stream=True)
+                    try:
+                        return await self._read(url, response)
+                    finally:
+                        await response.aclose()
+            except TimeoutError:
+                raise TransientFetchError(f"timed out after {self.settings.total_timeout:g} s in all") from None
+            except httpx.TooManyRedirects:
+                raise PermanentFetchError(f"more than {self.settings.max_redirects} redirects (a loop?)") from None
+            except httpx.TimeoutException as exc:
+                raise TransientFetchError(f"timed out ({_timeout_kind(exc)})") from None
+            except httpx.InvalidURL as exc:
+                raise PermanentFetchError(f"invalid URL: {exc}") from None
+            except httpx.UnsupportedProtocol as exc:
+                raise PermanentFetchError(f"unsupported URL: {exc}") from None
+            except httpx.TransportError as exc:
+                raise TransientFetchError(f"connection failed: {_reason(exc)}") from None
+
+    async def _read(self, url: str, response: httpx.Response) -> FetchResult:
+        status = response.status_code
+        if status >= 400:
+            raise _status_error(response, self.settings.max_retry_after)
+        moved = None
+        if response.history and all(r.status_code in _PERMANENT_REDIRECTS for r in response.history):
+            moved = str(response.url)
+        common = {
+            "url": str(response.url),
+            "status": status,
+            "content_type": response.headers.get("content-type", ""),
+            "etag": response.headers.get("etag", ""),
+            "last_modified": response.headers.get("last-modified", ""),
+            "moved_to": moved,
+            "link_next": response.links.get("next", {}).get("url"),
+        }
+        if status == 304:
+            return FetchResult(body=b"", **common)
+        limit = self.settings.max_bytes
+        declared = response.headers.get("content-length", "")
+        encoding = response.headers.get("content-encoding", "")
+        if declared.isdigit() and int(declared) > limit and not encoding:
+            raise PermanentFetchError(
+                f"response of {_mb(int(declared))} is larger than {_mb(limit)} (max_bytes); refused"
+            )
+        inflater = _Inflater(encoding, limit)
+        body = bytearray()
+        async for chunk in response.aiter_raw():
+            body += inflater.feed(chunk)
+        return FetchResult(body=bytes(body), **common)
+
+
+def _status_error(response: httpx.Response, max_wait: float) -> FetchError:
+    status = response.status_code
+    phrase = f"HTTP {status} {response.reason_phrase}".strip()
+    if status in _RETRY_STATUSES:
+        wait = parse_retry_after(response.headers.get("retry-after", ""))
+        if wait is not None and wait > max_wait:
+            return FetchError(f"{phrase}; server asks to retry after {wait:.0f} s", status=status, retry_after=wait)
+        return TransientFetchError(phrase, status=status, retry_after=wait)
+    if status == 410:
+        return PermanentFetchError(f"{phrase}: the feed is gone; remove it from feeds.toml", status=status)
+    if status >= 500:
+        return TransientFetchError(phrase, status=status)
+    return PermanentFetchError(phrase, status=status)
+
+
+def parse_retry_after(value: str, now: datetime | None = None) -> float | None:
+    """Seconds to wait from a Retry-After header (delta-seconds or an HTTP date), or None."""
+    value = value.strip()
+    if not value:
+        return None
+    if value.isdigit():
+        return float(value)
+    try:
+        when = email.utils.parsedate_to_datetime(value)
+    except (TypeError, ValueError):
+        return None
+    if when.tzinfo is None:
+        when = when.replace(tzinfo=UTC)
+    return max(0.0, (when - (now or datetime.now(UTC))).total_seconds())
+
+
+def _timeout_kind(exc: httpx.TimeoutException) -> str:
+    return {
+        httpx.ConnectTimeout: "connecting",
+        httpx.ReadTimeout: "waiting for data",
+        httpx.WriteTimeout: "sending",
+        httpx.PoolTimeout: "waiting for a free connection",
+    }.get(type(exc), "timeout")
+
+
+def _reason(exc: Exception) -> str:
+    text = str(exc) or exc.__class__.__name__
+    return " ".join(text.split())[:200]
+
+
+def _mb(size: int) -> str:
+    return f"{size / 1_000_000:.1f} MB"

@@ -1,0 +1,480 @@
+"""Load ``feeds.toml`` into frozen, typed settings; every problem names the file, line and key.
+
+Each section is declared once as a pydantic model with its defaults and help text; unknown keys
+are errors with a "did you mean" suggestion, and secrets may only come from ``${VAR}``.
+"""
+
+from __future__ import annotations
+
+import difflib
+import os
+import re
+import tomllib
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+from datetime import time
+from pathlib import Path
+from typing import Annotated, Any, Literal
+from urllib.parse import urlsplit
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+
+from .errors import ConfigError
+
+__all__ = [
+    "BlueskySettings",
+    "CollectSettings",
+    "DigestSettings",
+    "MailSettings",
+    "Settings",
+    "Source",
+    "Subscriber",
+    "Topic",
+    "load",
+    "parse",
+]
+
+DEFAULT_PATH = "feeds.toml"
+WEEKDAYS = ("monday", "tuesday", "wednesday", "thursday", "friday", "saturday", "sunday")
+_ENV_REF = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)\}")
+_HANDLE = re.compile(r"^@?([A-Za-z0-9_.-]+)@([A-Za-z0-9.-]+\.[A-Za-z]{2,}|localhost)(:\d+)?$")
+_HASHTAG = re.compile(r"^#?(\w+)$")
+
+
+class _Model(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True)
+
+
+def expand_env(value: str) -> str:
+    """Replace each ``${VAR}`` with the environment's value; a missing variable is an error."""
+
+    def sub(match: re.Match[str]) -> str:
+        name = match.group(1)
+        if name not in os.environ:
+            raise ValueError(f"environment variable {name} is not set")
+        return os.environ[name]
+
+    return _ENV_REF.sub(sub, value)
+
+
+def _secret(value: str | None) -> str | None:
+    """A secret must come from the environment (``${VAR}``), never in clear in the file."""
+    if value is None:
+        return None
+    if not _ENV_REF.search(value) and value:
+        raise ValueError("secrets must not be written in the file; use ${VARIABLE} and set it in the environment")
+    return value
+
+
+def _http_url(value: str) -> str:
+    parts = urlsplit(value)
+    if parts.scheme not in ("http", "https") or not parts.netloc:
+        raise ValueError("not an http(s) URL")
+    return value
+
+
+HttpUrl = Annotated[str, Field(min_length=8)]
+
+
+class DigestSettings(_Model):
+    """``[digest]``: what the digest is called, when it goes out and which week it covers."""
+
+    title: str = Field("digest", description="The digest's name, shown in every edition.")
+    timezone: str = Field("UTC", description="IANA time zone for the schedule and the times shown.")
+    send_on: str = Field("friday 07:00", description="Weekly schedule: a weekday and a 24-hour time.")
+    window_days: int = Field(7, ge=1, le=60, description="How many days back an edition covers.")
+    database: str = Field("digest.db", description="SQLite file (relative to feeds.toml) or a SQLAlchemy database URL.")
+
+    @field_validator("timezone")
+    @classmethod
+    def _zone(cls, value: str) -> str:
+        try:
+            ZoneInfo(value)
+        except (ZoneInfoNotFoundError, ValueError):
+            raise ValueError(f"unknown time zone {value!r} (use an IANA name such as 'America/New_York')") from None
+        return value
+
+    @field_validator("send_on")
+    @classmethod
+    def _schedule(cls, value: str) -> str:
+        parse_schedule(value)
+        return value
+
+    @property
+    def schedule(self) -> tuple[int, time]:
+        """The weekly send time as (weekday number with Monday 0, local time)."""
+        return parse_schedule(self.send_on)
+
+
+def parse_schedule(value: str) -> tuple[int, time]:
+    """Parse ``"friday 07:00"`` into (4, time(7, 0)); raise ValueError with the expected form."""
+    match = re.fullmatch(r"\s*([A-Za-z]+)\s+(\d{1,2}):(\d{2})\s*", value)
+    day = match and difflib.get_close_matches(match.group(1).lower(), WEEKDAYS, n=1, cutoff=0.8)
+    if not match or not day or int(match.group(2)) > 23 or int(match.group(3)) > 59:
+        raise ValueError(f"{value!r} is not a weekday and time such as 'friday 07:00'")
+    return WEEKDAYS.index(day[0]), time(int(match.group(2)), int(match.group(3)))
+
+
+class CollectSettings(_Model):
+    """``[collect]``: how politely and how hard sources are fetched."""
+
+    concurrency: int = Field(50, ge=1, le=1000, description="Requests in flight at once, in all.")
+    per_host: int = Field(4, ge=1, le=100, description="Requests in flight at once to one host.")
+    connect_timeout: float = Field(10.0, gt=0, description="Seconds to wait for a connection.")
+    read_timeout: float = Field(20.0, gt=0, description="Seconds to wait for each read.")
+    total_timeout: float = Field(60.0, gt=0, description="Seconds one request may take in all.")
+    max_redirects: int = Field(5, ge=0, le=20, description="Redirects followed before giving up.")
+    max_bytes: int = Field(10_000_000, ge=1000, description="Largest response body accepted, after decompression.")
+    retries: int = Field(2, ge=0, le=10, description="Retries of a transient failure within one run.")
+    max_retry_after: float = Field(
+        30.0, ge=0, description="Longest Retry-After (seconds) waited within a run; longer ones wait for a later run."
+    )
+    failure_threshold: int = Field(
+        5, ge=1, description="Consecutive failures after which a source is only retried once per retry window."
+    )
+    retry_window_hours: float = Field(24.0, gt=0, description="How long a failing source rests between tries.")
+    page_limit: int = Field(10, ge=1, le=200, description="Most API pages read back per source per run.")
+    servers: tuple[str, ...] = Field(
+        ("mastodon.social",), description="Mastodon servers searched for a hashtag that names none."
+    )
+    mastodon_via: Literal["auto", "api", "rss"] = Field(
+        "auto", description="Read Mastodon by its public API (engagement counts, paging) or RSS; auto tries both."
+    )
+    bluesky_appview: str = Field(
+        "https://public.api.bsky.app", description="Bluesky AppView used for public, keyless reads."
+    )
+    base_urls: dict[str, str] = Field(
+        default_factory=dict, description="Server name -> base URL, to reach a server through a proxy or a test double."
+    )
+    user_agent: str | None = Field(None, description="User-Agent header; the default names digest and its version.")
+
+    @field_validator("bluesky_appview")
+    @classmethod
+    def _appview(cls, value: str) -> str:
+        return _http_url(value)
+
+    @field_validator("base_urls")
+    @classmethod
+    def _bases(cls, value: dict[str, str]) -> dict[str, str]:
+        for base in value.values():
+            _http_url(base)
+        return value
+
+
+class BlueskySettings(_Model):
+    """``[bluesky]``: optional login, needed only for Bluesky hashtag search."""
+
+    handle: str | None = Field(None, description="Your Bluesky handle, for hashtag search.")
+    app_password: str | None = Field(None, description="An app password, as ${VARIABLE} from the environment.")
+    service: str = Field("https://bsky.social", description="Your account's PDS (where you log in).")
+
+    _secret = field_validator("app_password")(classmethod(lambda cls, v: _secret(v)))
+
+    @property
+    def has_login(self) -> bool:
+        return bool(self.handle and self.app_password)
+
+
+class FeedSource(_Model):
+    """A feed: RSS 0.9x/1.0/2.0, Atom 0.3/1.0 or JSON Feed."""
+
+    feed: str
+    name: str | None = None
+
+    _url = field_validator("feed")(classmethod(lambda cls, v: _http_url(v)))
+
+
+class MastodonSource(_Model):
+    """A Mastodon account, ``@user@server``."""
+
+    mastodon: str
+    name: str | None = None
+    via: Literal["auto", "api", "rss"] | None = None
+
+    @field_validator("mastodon")
+    @classmethod
+    def _handle(cls, value: str) -> str:
+        if not _HANDLE.match(value.strip()):
+            raise ValueError("not a Mastodon handle such as '@someone@mastodon.social'")
+        return "@" + value.strip().lstrip("@")
+
+
+class HashtagSource(_Model):
+    """A hashtag, looked up on Mastodon servers (and Bluesky when logged in)."""
+
+    hashtag: str
+    servers: tuple[str, ...] | None = None
+    networks: tuple[Literal["mastodon", "bluesky"], ...] = ("mastodon",)
+    name: str | None = None
+    via: Literal["auto", "api", "rss"] | None = None
+
+    @field_validator("hashtag")
+    @classmethod
+    def _tag(cls, value: str) -> str:
+        match = _HASHTAG.match(value.strip())
+        if not match:
+            raise ValueError("not a hashtag such as 'HITsm' or '#FHIR'")
+        return match.group(1)
+
+    @field_validator("servers")
+    @classmethod
+    def _servers(cls, value: tuple[str, ...] | None) -> tuple[str, ...] | None:
+        for server in value or ():
+            if not re.fullmatch(r"[A-Za-z0-9.-]+(:\d+)?", server):
+                raise ValueError(f"{server!r} is not a server name such as 'mastodon.social'")
+        return value
+
+
+class BlueskySource(_Model):
+    """A Bluesky account, by handle (``someone.bsky.social``) or DID."""
+
+    bluesky: str
+    name: str | None = None
+
+    @field_validator("bluesky")
+    @classmethod
+    def _handle(cls, value: str) -> str:
+        value = value.strip().lstrip("@")
+        if not (value.startswith("did:") or re.fullmatch(r"[A-Za-z0-9-]+(\.[A-Za-z0-9-]+)+", value)):
+            raise ValueError("not a Bluesky handle such as 'someone.bsky.social'")
+        return value
+
+
+Source = FeedSource | MastodonSource | HashtagSource | BlueskySource
+SOURCE_KINDS: dict[str, type[BaseModel]] = {
+    "feed": FeedSource,
+    "mastodon": MastodonSource,
+    "hashtag": HashtagSource,
+    "bluesky": BlueskySource,
+}
+
+
+class Topic(_Model):
+    """``[[topics]]``: what a subscriber can follow; the filter keeps posts that match it."""
+
+    name: str = Field(min_length=1)
+    description: str = ""
+    keywords: tuple[str, ...] = ()
+    examples: tuple[str, ...] = ()
+    exclude: tuple[str, ...] = ()
+    threshold: float | None = Field(None, gt=0, lt=1)
+
+
+class Subscriber(_Model):
+    """``[[subscribers]]``: a reader listed in the file, with the topics they receive."""
+
+    email: str = Field(pattern=r"^[^@\s]+@[^@\s]+\.[^@\s]+$")
+    name: str | None = None
+    topics: tuple[str, ...] | None = None
+
+
+class MailSettings(_Model):
+    """``[mail]``: how editions leave; with no ``smtp`` they are written to ``outbox`` as .eml files."""
+
+    from_: str = Field("digest <digest@localhost>", alias="from")
+    reply_to: str | None = None
+    smtp: str | None = None
+    tls: Literal["starttls", "implicit", "none"] = "starttls"
+    outbox: str = "outbox/"
+    rate: float = Field(10.0, gt=0)
+
+    @field_validator("smtp")
+    @classmethod
+    def _smtp(cls, value: str | None) -> str | None:
+        if value and urlsplit(value).password and not _ENV_REF.search(value):
+            raise ValueError("the SMTP password must come from the environment: smtp://user:${SMTP_PASSWORD}@host")
+        return value
+
+    @property
+    def mode(self) -> str:
+        return f"smtp ({urlsplit(self.smtp).hostname})" if self.smtp else f"outbox ({self.outbox})"
+
+
+@dataclass(frozen=True)
+class Settings:
+    """The whole configuration, validated; ``path`` is the file it came from."""
+
+    path: Path
+    digest: DigestSettings
+    collect: CollectSettings
+    bluesky: BlueskySettings
+    sources: tuple[Source, ...]
+    topics: tuple[Topic, ...]
+    subscribers: tuple[Subscriber, ...]
+    mail: MailSettings
+
+    @property
+    def database_url(self) -> str:
+        """A SQLAlchemy URL: a plain path is a SQLite file next to feeds.toml."""
+        db = self.digest.database
+        if "://" in db:
+            return db
+        return f"sqlite:///{(self.path.parent / db).resolve()}"
+
+
+_SECTIONS: dict[str, type[_Model]] = {
+    "digest": DigestSettings,
+    "collect": CollectSettings,
+    "bluesky": BlueskySettings,
+    "mail": MailSettings,
+}
+_ARRAYS: dict[str, type[_Model]] = {"topics": Topic, "subscribers": Subscriber}
+_TOP_KEYS = (*_SECTIONS, *_ARRAYS, "sources")
+
+
+def load(path: str | os.PathLike[str] | None = None) -> Settings:
+    """Read and validate a config file (default ``$DIGEST_CONFIG`` or ``./feeds.toml``)."""
+    path = Path(path or os.environ.get("DIGEST_CONFIG") or DEFAULT_PATH)
+    try:
+        text = path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise ConfigError(
+            f"{path}: not found; copy the example feeds.toml from the digest repository "
+            "(see README), or point --config / DIGEST_CONFIG at your file"
+        ) from None
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ConfigError(f"{path}: cannot be read: {exc}") from None
+    return parse(text, path)
+
+
+def parse(text: str, path: Path | str = DEFAULT_PATH) -> Settings:
+    """Validate TOML text; raise `ConfigError` with one ``file:line: key: problem`` line per problem."""
+    path = Path(path)
+    try:
+        data = tomllib.loads(text)
+    except tomllib.TOMLDecodeError as exc:
+        match = re.search(r"at line (\d+)", str(exc))
+        raise ConfigError(f"{path}:{match.group(1) if match else 1}: invalid TOML: {exc}") from None
+    lines = _KeyLines(text)
+    problems: list[tuple[int, str]] = []
+
+    def report(loc: tuple[Any, ...], message: str) -> None:
+        line = lines.find(loc)
+        problems.append((line, f"{path}:{line}: {_dotted(loc)}: {message}"))
+
+    for key in data:
+        if key not in _TOP_KEYS:
+            report((key,), _unknown(key, _TOP_KEYS))
+    sections = {name: _section(model, data.get(name, {}), (name,), report) for name, model in _SECTIONS.items()}
+    arrays = {name: _array(model, data.get(name, []), name, report) for name, model in _ARRAYS.items()}
+    sources = _sources(data.get("sources", []), report)
+    if not problems:
+        _cross_check(sections, arrays, sources, report)
+    if problems:
+        raise ConfigError([message for _, message in sorted(problems, key=lambda p: p[0])])
+    return Settings(path=path, sources=tuple(sources), **sections, **{k: tuple(v) for k, v in arrays.items()})
+
+
+def _section(model: type[_Model], raw: Any, loc: tuple[Any, ...], report: Any) -> Any:
+    if not isinstance(raw, Mapping):
+        report(loc, f"must be a table ([{_dotted(loc)}])")
+        return None
+    try:
+        return model.model_validate(raw)
+    except ValidationError as exc:
+        for error in exc.errors():
+            report(loc + tuple(error["loc"]), _message(error, model))
+        return None
+
+
+def _array(model: type[_Model], raw: Any, name: str, report: Any) -> list[Any]:
+    if not isinstance(raw, list):
+        report((name,), f"must be an array of tables ([[{name}]])")
+        return []
+    return [_section(model, item, (name, i), report) for i, item in enumerate(raw)]
+
+
+def _sources(raw: Any, report: Any) -> list[Source]:
+    if not isinstance(raw, list):
+        report(("sources",), "must be an array of tables ([[sources]])")
+        return []
+    sources = []
+    for i, item in enumerate(raw):
+        kinds = [k for k in SOURCE_KINDS if isinstance(item, Mapping) and k in item]
+        if len(kinds) != 1:
+            found = " and ".join(kinds) if kinds else "none"
+            report(("sources", i), f"needs exactly one of {', '.join(SOURCE_KINDS)} (found {found})")
+            continue
+        sources.append(_section(SOURCE_KINDS[kinds[0]], item, ("sources", i), report))
+    return sources
+
+
+def _cross_check(sections: dict[str, Any], arrays: dict[str, list[Any]], sources: list[Source], report: Any) -> None:
+    names = [t.name for t in arrays["topics"]]
+    for i, name in enumerate(names):
+        if name in names[:i]:
+            report(("topics", i, "name"), f"topic {name!r} is defined twice")
+    for i, sub in enumerate(arrays["subscribers"]):
+        for topic in sub.topics or ():
+            if topic not in names:
+                report(("subscribers", i, "topics"), _unknown(topic, names, what="topic"))
+    for i, source in enumerate(sources):
+        if isinstance(source, HashtagSource) and "bluesky" in source.networks and not sections["bluesky"].has_login:
+            report(
+                ("sources", i, "networks"),
+                'Bluesky hashtag search needs a login: set [bluesky] handle and app_password = "${BSKY_APP_PASSWORD}"',
+            )
+    try:
+        if sections["bluesky"].app_password:
+            expand_env(sections["bluesky"].app_password)
+    except ValueError as exc:
+        report(("bluesky", "app_password"), str(exc))
+    try:
+        if sections["mail"].smtp:
+            expand_env(sections["mail"].smtp)
+    except ValueError as exc:
+        report(("mail", "smtp"), str(exc))
+
+
+def _message(error: Mapping[str, Any], model: type[_Model]) -> str:
+    if error["type"] == "extra_forbidden":
+        fields = [f.alias or name for name, f in model.model_fields.items()]
+        return _unknown(str(error["loc"][-1]), fields)
+    if error["type"] == "missing":
+        return "is required"
+    message = str(error["msg"])
+    return message.removeprefix("Value error, ")
+
+
+def _unknown(key: str, known: Iterable[str], what: str = "key") -> str:
+    close = difflib.get_close_matches(key, list(known), n=1, cutoff=0.6)
+    hint = f" (did you mean {close[0]!r}?)" if close else f" (known: {', '.join(known)})"
+    return f"unknown {what} {key!r}{hint}"
+
+
+def _dotted(loc: tuple[Any, ...]) -> str:
+    out = ""
+    for part in loc:
+        out += f"[{part + 1}]" if isinstance(part, int) else (f".{part}" if out else str(part))
+    return out
+
+
+class _KeyLines:
+    """Finds the line where a key path is written, for error messages (1-based array indexes)."""
+
+    _HEADER = re.compile(r"^\s*(\[\[?)\s*([^\]]+?)\s*\]\]?")
+    _KEY = re.compile(r"^\s*([A-Za-z0-9_\-\"'.]+)\s*=")
+
+    def __init__(self, text: str) -> None:
+        self.lines: dict[tuple[Any, ...], int] = {}
+        counts: dict[str, int] = {}
+        table: tuple[Any, ...] = ()
+        for number, line in enumerate(text.splitlines(), start=1):
+            if header := self._HEADER.match(line):
+                name = header.group(2).strip()
+                if header.group(1) == "[[":
+                    counts[name] = counts.get(name, -1) + 1
+                    table = (*name.split("."), counts[name])
+                else:
+                    table = tuple(name.split("."))
+                self.lines.setdefault(table, number)
+            elif key := self._KEY.match(line):
+                path = (*table, *(k.strip("\"'") for k in key.group(1).split(".")))
+                self.lines.setdefault(path, number)
+
+    def find(self, loc: tuple[Any, ...]) -> int:
+        for end in range(len(loc), 0, -1):
+            if loc[:end] in self.lines:
+                return self.lines[loc[:end]]
+        return 1

@@ -1,0 +1,57 @@
+"""Errors that cross the library boundary, each saying what to check.
+
+The hierarchy::
+
+    DigestError                  anything digest reports to a person
+    ├── ConfigError              feeds.toml is missing or wrong (exit status 2)
+    ├── StoreError               the database cannot be opened or migrated
+    └── FetchError               one source could not be collected (recorded, the run goes on)
+        ├── TransientFetchError  worth retrying: timeouts, dropped connections, 5xx, 429
+        └── PermanentFetchError  not worth retrying now: 4xx, bad payloads, oversized bodies
+
+Only ``cli.py`` turns these into exit codes.
+"""
+
+from __future__ import annotations
+
+__all__ = [
+    "ConfigError",
+    "DigestError",
+    "FetchError",
+    "PermanentFetchError",
+    "StoreError",
+    "TransientFetchError",
+]
+
+
+class DigestError(Exception):
+    """Base class: the message is one line a person can act on."""
+
+
+class ConfigError(DigestError):
+    """The configuration is missing or invalid; ``problems`` holds one line per problem."""
+
+    def __init__(self, problems: list[str] | str) -> None:
+        self.problems = [problems] if isinstance(problems, str) else list(problems)
+        super().__init__("\n".join(self.problems))
+
+
+class StoreError(DigestError):
+    """The store cannot be opened, is newer than this version, or a migration failed."""
+
+
+class FetchError(DigestError):
+    """A source could not be fetched or parsed; the message names the URL and the reason."""
+
+    def __init__(self, message: str, *, status: int | None = None, retry_after: float | None = None) -> None:
+        super().__init__(message)
+        self.status = status
+        self.retry_after = retry_after
+
+
+class TransientFetchError(FetchError):
+    """A failure worth retrying with backoff (timeouts, resets, 5xx, 429)."""
+
+
+class PermanentFetchError(FetchError):
+    """A failure that retrying now will not fix (404, 410, not a feed, too large)."""

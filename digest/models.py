@@ -1,0 +1,102 @@
+"""The shapes every stage passes on: a collected `Post` and its parts.
+
+Collectors turn each payload into a `Post` at the edge; nothing downstream reads raw dicts.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import datetime
+
+__all__ = ["Author", "Engagement", "Media", "Post", "SourceState"]
+
+
+@dataclass(frozen=True, slots=True)
+class Author:
+    """Who wrote a post: a display name, a handle (``@user@server``, ``user.bsky.social``) and a profile URL."""
+
+    name: str = ""
+    handle: str = ""
+    url: str = ""
+
+
+@dataclass(frozen=True, slots=True)
+class Media:
+    """An attachment: its URL, a coarse type (image, video, audio, link, other) and its alt text."""
+
+    url: str
+    type: str = "image"
+    alt: str = ""
+
+
+@dataclass(frozen=True, slots=True)
+class Engagement:
+    """Counts a network gives for a post; ``None`` where the source says nothing (RSS)."""
+
+    replies: int | None = None
+    boosts: int | None = None
+    likes: int | None = None
+    quotes: int | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Post:
+    """One collected post, in the one shape every network and feed format is turned into.
+
+    ``uri`` is the post's canonical identity (ActivityPub URI, ``at://`` URI, feed guid or
+    canonical link); ``id`` is a short stable hash of it, so the same post seen through two
+    sources or two servers is stored once.
+    """
+
+    id: str
+    uri: str
+    source: str
+    url: str
+    published: datetime
+    author: Author = field(default_factory=Author)
+    title: str = ""
+    text: str = ""
+    html: str = ""
+    language: str | None = None
+    tags: tuple[str, ...] = ()
+    mentions: tuple[str, ...] = ()
+    links: tuple[str, ...] = ()
+    media: tuple[Media, ...] = ()
+    is_reply: bool = False
+    is_boost: bool = False
+    is_quote: bool = False
+    boosted_by: str = ""
+    content_warning: str = ""
+    sensitive: bool = False
+    engagement: Engagement = field(default_factory=Engagement)
+
+    def document(self) -> str:
+        """The text the topic filter reads: title, body, hashtags and image alt text."""
+        parts = [self.title, self.text, " ".join(f"#{t}" for t in self.tags)]
+        parts += [m.alt for m in self.media if m.alt]
+        return "\n".join(p for p in parts if p)
+
+
+@dataclass(slots=True)
+class SourceState:
+    """What the store remembers about one fetched endpoint between runs.
+
+    ``key`` names the endpoint (``feed:URL``, ``mastodon:@user@server``, ``hashtag:#tag@server``,
+    ``bluesky:handle``); ``url`` is where it is fetched now (a permanent redirect updates it).
+    """
+
+    key: str
+    kind: str
+    url: str
+    status: str = "new"
+    last_error: str = ""
+    failures: int = 0
+    last_attempt: datetime | None = None
+    last_success: datetime | None = None
+    next_attempt: datetime | None = None
+    etag: str = ""
+    last_modified: str = ""
+    cursor: str = ""
+    newest_post: datetime | None = None
+    gap_possible: bool = False
+    note: str = ""

@@ -1,0 +1,350 @@
+"""The store seam: SQLAlchemy Core over SQLite by default (any SQLAlchemy URL works), with migrations.
+
+A fresh database is created at the newest schema; an existing one is migrated step by step
+in a transaction, so a file written by an older digest never loses data.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterable, Iterator, Sequence
+from dataclasses import asdict, fields
+from datetime import UTC, datetime
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy.engine import Connection, Engine
+
+from .errors import StoreError
+from .models import Author, Engagement, Media, Post, SourceState
+
+__all__ = ["SCHEMA_VERSION", "Store"]
+
+
+class UTCDateTime(sa.types.TypeDecorator[datetime]):
+    """Timezone-aware UTC datetimes in, the same out, whatever the backend keeps."""
+
+    impl = sa.DateTime
+    cache_ok = True
+
+    def process_bind_param(self, value: datetime | None, dialect: Any) -> datetime | None:
+        if value is None:
+            return None
+        if value.tzinfo is None:
+            raise ValueError("naive datetime given to the store; pass timezone-aware UTC")
+        return value.astimezone(UTC).replace(tzinfo=None)
+
+    def process_result_value(self, value: datetime | None, dialect: Any) -> datetime | None:
+        return value.replace(tzinfo=UTC) if value is not None else None
+
+
+metadata = sa.MetaData()
+
+schema_info = sa.Table("schema_info", metadata, sa.Column("version", sa.Integer, nullable=False))
+
+sources = sa.Table(
+    "sources",
+    metadata,
+    sa.Column("key", sa.String, primary_key=True),
+    sa.Column("kind", sa.String, nullable=False),
+    sa.Column("url", sa.String, nullable=False),
+    sa.Column("status", sa.String, nullable=False, default="new"),
+    sa.Column("last_error", sa.String, nullable=False, default=""),
+    sa.Column("failures", sa.Integer, nullable=False, default=0),
+    sa.Column("last_attempt", UTCDateTime),
+    sa.Column("last_success", UTCDateTime),
+    sa.Column("next_attempt", UTCDateTime),
+    sa.Column("etag", sa.String, nullable=False, default=""),
+    sa.Column("last_modified", sa.String, nullable=False, default=""),
+    sa.Column("cursor", sa.String, nullable=False, default=""),
+    sa.Column("newest_post", UTCDateTime),
+    sa.Column("gap_possible", sa.Boolean, nullable=False, default=False),
+    sa.Column("note", sa.String, nullable=False, default=""),
+)
+
+posts = sa.Table(
+    "posts",
+    metadata,
+    sa.Column("id", sa.String, primary_key=True),
+    sa.Column("uri", sa.String, nullable=False, unique=True),
+    sa.Column("source", sa.String, nullable=False),
+    sa.Column("url", sa.String, nullable=False),
+    sa.Column("published", UTCDateTime, nullable=False, index=True),
+    sa.Column("author_name", sa.String, nullable=False),
+    sa.Column("author_handle", sa.String, nullable=False),
+    sa.Column("author_url", sa.String, nullable=False),
+    sa.Column("title", sa.String, nullable=False),
+    sa.Column("text", sa.Text, nullable=False),
+    sa.Column("html", sa.Text, nullable=False),
+    sa.Column("language", sa.String),
+    sa.Column("tags", sa.JSON, nullable=False),
+    sa.Column("mentions", sa.JSON, nullable=False),
+    sa.Column("links", sa.JSON, nullable=False),
+    sa.Column("media", sa.JSON, nullable=False),
+    sa.Column("is_reply", sa.Boolean, nullable=False),
+    sa.Column("is_boost", sa.Boolean, nullable=False),
+    sa.Column("is_quote", sa.Boolean, nullable=False),
+    sa.Column("boosted_by", sa.String, nullable=False),
+    sa.Column("content_warning", sa.String, nullable=False),
+    sa.Column("sensitive", sa.Boolean, nullable=False),
+    sa.Column("replies", sa.Integer),
+    sa.Column("boosts", sa.Integer),
+    sa.Column("likes", sa.Integer),
+    sa.Column("quotes", sa.Integer),
+    sa.Column("collected_at", UTCDateTime, nullable=False),
+)
+
+post_sources = sa.Table(
+    "post_sources",
+    metadata,
+    sa.Column("post_id", sa.String, sa.ForeignKey("posts.id", ondelete="CASCADE"), primary_key=True),
+    sa.Column("source", sa.String, primary_key=True),
+)
+
+post_links = sa.Table(
+    "post_links",
+    metadata,
+    sa.Column("post_id", sa.String, sa.ForeignKey("posts.id", ondelete="CASCADE"), primary_key=True),
+    sa.Column("url", sa.String, primary_key=True),
+    sa.Index("ix_post_links_url", "url"),
+)
+
+# Migrations from version N-1 to N, applied in order to an existing database. A fresh database
+# is created from `metadata` at SCHEMA_VERSION directly, so add a step here with every change.
+MIGRATIONS: dict[int, Sequence[str]] = {}
+SCHEMA_VERSION = 1 + len(MIGRATIONS)
+
+_ENGAGEMENT = ("replies", "boosts", "likes", "quotes")
+
+
+def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
+    cursor = dbapi_connection.cursor()
+    cursor.execute("PRAGMA journal_mode=WAL")
+    cursor.execute("PRAGMA synchronous=NORMAL")
+    cursor.execute("PRAGMA foreign_keys=ON")
+    cursor.execute("PRAGMA busy_timeout=10000")
+    cursor.close()
+
+
+class Store:
+    """Posts and source state, behind a SQLAlchemy engine; open with `Store.open`."""
+
+    def __init__(self, engine: Engine) -> None:
+        self.engine = engine
+
+    @classmethod
+    def open(cls, url: str) -> Store:
+        """Open (creating and migrating as needed) the database at a SQLAlchemy URL."""
+        engine = sa.create_engine(url)
+        if engine.dialect.name == "sqlite":
+            sa.event.listen(engine, "connect", _sqlite_pragmas)
+        store = cls(engine)
+        try:
+            store._migrate()
+        except sa.exc.SQLAlchemyError as exc:
+            engine.dispose()
+            raise StoreError(f"{url}: cannot open the database: {exc.__class__.__name__}: {exc.orig or exc}") from None
+        except StoreError:
+            engine.dispose()
+            raise
+        return store
+
+    def close(self) -> None:
+        self.engine.dispose()
+
+    def __enter__(self) -> Store:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    # -- schema ---------------------------------------------------------------------------
+
+    def _migrate(self) -> None:
+        with self.engine.begin() as conn:
+            if not sa.inspect(conn).has_table("schema_info"):
+                metadata.create_all(conn)
+                conn.execute(schema_info.insert().values(version=SCHEMA_VERSION))
+                return
+            version = conn.execute(sa.select(schema_info.c.version)).scalar_one()
+            if version > SCHEMA_VERSION:
+                raise StoreError(
+                    f"{self.engine.url}: schema version {version} was written by a newer digest "
+                    f"(this one knows {SCHEMA_VERSION}); upgrade digest"
+                )
+            for step in range(version + 1, SCHEMA_VERSION + 1):
+                for statement in MIGRATIONS[step]:
+                    conn.exec_driver_sql(statement)
+            conn.execute(schema_info.update().values(version=SCHEMA_VERSION))
+
+    @property
+    def version(self) -> int:
+        with self.engine.connect() as conn:
+            return int(conn.execute(sa.select(schema_info.c.version)).scalar_one())
+
+    # -- sources --------------------------------------------------------------------------
+
+    def source_states(self) -> dict[str, SourceState]:
+        """Every source's remembered state, by key."""
+        with self.engine.connect() as conn:
+            return {row.key: SourceState(**row._asdict()) for row in conn.execute(sa.select(sources))}
+
+    def save_source_state(self, state: SourceState, conn: Connection | None = None) -> None:
+        """Insert or replace one source's state."""
+        values = asdict(state)
+        with _maybe(self.engine, conn) as c:
+            updated = c.execute(sources.update().where(sources.c.key == state.key).values(values))
+            if updated.rowcount == 0:
+                c.execute(sources.insert().values(values))
+
+    # -- posts ----------------------------------------------------------------------------
+
+    def add_posts(self, source_key: str, items: Iterable[Post], state: SourceState | None = None) -> int:
+        """Store posts seen through a source; return how many were new.
+
+        A post already stored (by id) gains the source and fresh engagement counts. The
+        source's state, when given, is saved in the same transaction.
+        """
+        batch = {post.id: post for post in items}
+        now = datetime.now(UTC)
+        with self.engine.begin() as conn:
+            known = set()
+            ids = list(batch)
+            for chunk in _chunks(ids, 500):
+                known.update(conn.execute(sa.select(posts.c.id).where(posts.c.id.in_(chunk))).scalars())
+            new = [post for pid, post in batch.items() if pid not in known]
+            if new:
+                conn.execute(posts.insert(), [_post_row(post, now) for post in new])
+                links = {(post.id, link) for post in new for link in post.links}
+                if links:
+                    conn.execute(post_links.insert(), [{"post_id": p, "url": u} for p, u in links])
+            for pid in known:
+                counts = {k: v for k, v in asdict(batch[pid].engagement).items() if v is not None}
+                if counts:
+                    conn.execute(posts.update().where(posts.c.id == pid).values(counts))
+            seen = (
+                {
+                    row
+                    for row in conn.execute(
+                        sa.select(post_sources.c.post_id).where(
+                            post_sources.c.source == source_key, post_sources.c.post_id.in_(known)
+                        )
+                    ).scalars()
+                }
+                if known
+                else set()
+            )
+            links_rows = [{"post_id": pid, "source": source_key} for pid in batch if pid not in seen]
+            if links_rows:
+                conn.execute(post_sources.insert(), links_rows)
+            if state is not None:
+                self.save_source_state(state, conn)
+        return len(new)
+
+    def post(self, id_or_url: str) -> Post | None:
+        """One post by id, URI or permalink."""
+        query = sa.select(posts).where(
+            sa.or_(posts.c.id == id_or_url, posts.c.uri == id_or_url, posts.c.url == id_or_url)
+        )
+        with self.engine.connect() as conn:
+            row = conn.execute(query.limit(1)).first()
+        return _row_post(row) if row else None
+
+    def posts(self, since: datetime | None = None, until: datetime | None = None) -> list[Post]:
+        """Posts published in ``[since, until)``, oldest first."""
+        query = sa.select(posts).order_by(posts.c.published, posts.c.id)
+        if since is not None:
+            query = query.where(posts.c.published >= since)
+        if until is not None:
+            query = query.where(posts.c.published < until)
+        with self.engine.connect() as conn:
+            return [_row_post(row) for row in conn.execute(query)]
+
+    def count_posts(self) -> int:
+        with self.engine.connect() as conn:
+            return int(conn.execute(sa.select(sa.func.count()).select_from(posts)).scalar_one())
+
+    def sources_of(self, post_id: str) -> list[str]:
+        """Keys of every source a post was seen through."""
+        query = (
+            sa.select(post_sources.c.source).where(post_sources.c.post_id == post_id).order_by(post_sources.c.source)
+        )
+        with self.engine.connect() as conn:
+            return list(conn.execute(query).scalars())
+
+    def posts_linking(self, url: str) -> list[str]:
+        """Ids of posts that share a (canonical) link."""
+        query = sa.select(post_links.c.post_id).where(post_links.c.url == url).order_by(post_links.c.post_id)
+        with self.engine.connect() as conn:
+            return list(conn.execute(query).scalars())
+
+
+class _maybe:
+    """Use the caller's connection, or open a transaction of our own."""
+
+    def __init__(self, engine: Engine, conn: Connection | None) -> None:
+        self.engine, self.conn, self._ctx = engine, conn, None
+
+    def __enter__(self) -> Connection:
+        if self.conn is not None:
+            return self.conn
+        self._ctx = self.engine.begin()
+        return self._ctx.__enter__()
+
+    def __exit__(self, *exc: Any) -> None:
+        if self._ctx is not None:
+            self._ctx.__exit__(*exc)
+
+
+def _chunks(items: list[str], size: int) -> Iterator[list[str]]:
+    for start in range(0, len(items), size):
+        yield items[start : start + size]
+
+
+def _post_row(post: Post, collected_at: datetime) -> dict[str, Any]:
+    return {
+        "id": post.id,
+        "uri": post.uri,
+        "source": post.source,
+        "url": post.url,
+        "published": post.published,
+        "author_name": post.author.name,
+        "author_handle": post.author.handle,
+        "author_url": post.author.url,
+        "title": post.title,
+        "text": post.text,
+        "html": post.html,
+        "language": post.language,
+        "tags": list(post.tags),
+        "mentions": list(post.mentions),
+        "links": list(post.links),
+        "media": [asdict(m) for m in post.media],
+        "is_reply": post.is_reply,
+        "is_boost": post.is_boost,
+        "is_quote": post.is_quote,
+        "boosted_by": post.boosted_by,
+        "content_warning": post.content_warning,
+        "sensitive": post.sensitive,
+        **asdict(post.engagement),
+        "collected_at": collected_at,
+    }
+
+
+def _row_post(row: Any) -> Post:
+    m = row._mapping
+    simple = {
+        f.name: m[f.name] for f in fields(Post) if f.name in m and f.name not in ("tags", "mentions", "links", "media")
+    }
+    return Post(
+        **simple,
+        author=Author(m["author_name"], m["author_handle"], m["author_url"]),
+        tags=tuple(_json(m["tags"])),
+        mentions=tuple(_json(m["mentions"])),
+        links=tuple(_json(m["links"])),
+        media=tuple(Media(**item) for item in _json(m["media"])),
+        engagement=Engagement(*(m[k] for k in _ENGAGEMENT)),
+    )
+
+
+def _json(value: Any) -> Any:
+    return json.loads(value) if isinstance(value, str) else value
