@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import email.utils
+import random
 import zlib
 from collections import defaultdict
 from dataclasses import dataclass
@@ -17,7 +18,7 @@ from typing import Any
 from urllib.parse import urlsplit
 
 import httpx
-from tenacity import AsyncRetrying, retry_if_exception_type, stop_after_attempt, wait_exponential_jitter
+from tenacity import AsyncRetrying, retry_if_exception_type, stop_after_attempt
 
 from ..config import CollectSettings
 from ..errors import FetchError, PermanentFetchError, TransientFetchError
@@ -27,7 +28,6 @@ __all__ = ["FetchResult", "Fetcher", "default_user_agent"]
 PROJECT_URL = "https://pypi.org/project/digest/"
 _PERMANENT_REDIRECTS = {301, 308}
 _RETRY_STATUSES = {429, 502, 503, 504}
-_JITTER = wait_exponential_jitter(initial=0.5, max=8, jitter=0.5)
 
 
 def default_user_agent() -> str:
@@ -155,7 +155,7 @@ class Fetcher:
         exc = retry_state.outcome.exception() if retry_state.outcome else None
         if isinstance(exc, FetchError) and exc.retry_after is not None:
             return exc.retry_after
-        return _JITTER(retry_state)
+        return min(8.0, 0.5 * 2 ** (retry_state.attempt_number - 1)) + random.uniform(0, 0.25)
 
     async def _once(self, method: str, url: str, headers: dict[str, str], payload: Any) -> FetchResult:
         host = urlsplit(url).netloc

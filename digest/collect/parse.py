@@ -23,6 +23,7 @@ from .urls import absolute, canonical_url, mastodon_identity, post_id
 __all__ = ["ParsedFeed", "parse_datetime", "parse_feed"]
 
 _STATUS_LINK = re.compile(r"^https?://([^/]+)/@([^/@]+)/(\d+)$")
+_EMAIL_NAME = re.compile(r"^\s*\S+@\S+\s+\((.+)\)\s*$")
 _OPT_OUT = re.compile(r"#no(bot|index)\b", re.IGNORECASE)
 _MEDIA_TYPES = ("image", "video", "audio")
 
@@ -50,7 +51,7 @@ def parse_feed(body: bytes, url: str, source: str, content_type: str = "", now: 
         sanitize_html=False,
         resolve_relative_uris=False,
     )
-    if not parsed.entries and (parsed.bozo or not parsed.version):
+    if not parsed.entries and (parsed.get("bozo") or not parsed.get("version")):
         raise PermanentFetchError(_not_a_feed(body, parsed))
     feed = parsed.feed
     result = ParsedFeed(
@@ -62,9 +63,11 @@ def parse_feed(body: bytes, url: str, source: str, content_type: str = "", now: 
     default_author = _feed_author(feed, result)
     language = feed.get("language") or None
     for entry in parsed.entries:
-        post = _entry_post(entry, result.link or url, source, default_author, language, now)
+        post = _entry_post(entry, result.link or url, url, source, default_author, language, now)
         if post is not None:
             result.posts.append(post)
+    if parsed.bozo and not result.posts and parsed.entries:
+        raise PermanentFetchError(_not_a_feed(body, parsed))
     return result
 
 
@@ -108,15 +111,16 @@ def _feed_author(feed: Any, result: ParsedFeed) -> Author:
 
 
 def _entry_post(
-    entry: Any, base: str, source: str, default: Author, language: str | None, now: datetime
+    entry: Any, base: str, feed_url: str, source: str, default: Author, language: str | None, now: datetime
 ) -> Post | None:
-    link = absolute(entry.get("link", ""), base)
+    explicit_base = _xml_base(entry, feed_url)
+    link = absolute(entry.get("link", ""), explicit_base or base)
     guid = (entry.get("id") or "").strip()
     html = _entry_html(entry)
     title = plain(entry.get("title", ""))
-    if not (guid or link or title or html):
+    if not (guid or link or title or html.strip()):
         return None
-    scanned = scan_html(html, link or base)
+    scanned = scan_html(html, explicit_base or link or base)
     author = _entry_author(entry, link, default)
     identity = _identity(guid, link, base, title, html, author)
     published = (
@@ -147,9 +151,29 @@ def _entry_post(
         tags=tuple(tags),
         mentions=tuple(scanned.mentions),
         links=tuple(dict.fromkeys(links)),
-        media=tuple(_entry_media(entry, base)) + tuple(scanned.images),
+        media=merge_media(_entry_media(entry, base) + scanned.images),
         sensitive=_is_adult(entry),
     )
+
+
+def _xml_base(entry: Any, feed_url: str) -> str:
+    """The xml:base in force for an entry's content when the document sets one (feedparser
+    otherwise reports the feed's own URL), or ""."""
+    for detail in (*(entry.get("content") or ()), entry.get("summary_detail") or {}):
+        base = detail.get("base") or ""
+        if base and base != feed_url:
+            return base
+    return ""
+
+
+def merge_media(items: list[Media]) -> tuple[Media, ...]:
+    """One entry per URL, keeping the alt text wherever one of the duplicates had it."""
+    merged: dict[str, Media] = {}
+    for item in items:
+        seen = merged.get(item.url)
+        if seen is None or (not seen.alt and item.alt):
+            merged[item.url] = item if seen is None else Media(item.url, seen.type, item.alt)
+    return tuple(merged.values())
 
 
 def _entry_html(entry: Any) -> str:
@@ -164,15 +188,17 @@ def _entry_html(entry: Any) -> str:
 
 def _entry_author(entry: Any, link: str, default: Author) -> Author:
     detail = entry.get("author_detail") or {}
-    name = plain(detail.get("name") or entry.get("author") or "")
+    raw = entry.get("author") or ""
+    email_and_name = _EMAIL_NAME.match(raw)  # RSS 2.0 "editor@example.org (Jo Lee)"
+    name = plain(email_and_name.group(1) if email_and_name else detail.get("name") or raw)
     status = _STATUS_LINK.match(link)
     if status:  # Mastodon status URL: https://server/@user/123
         handle = f"@{status.group(2)}@{status.group(1)}"
         profile = f"https://{status.group(1)}/@{status.group(2)}"
         same = default.handle == handle
         return Author(name or (default.name if same else status.group(2)), handle, profile)
-    if name:
-        return Author(name, default.handle if name == default.name else "", detail.get("href") or default.url)
+    if name and name != default.name:
+        return Author(name, "", detail.get("href") or "")
     return default
 
 

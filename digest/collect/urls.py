@@ -88,6 +88,8 @@ def post_id(identity: str) -> str:
 
 def absolute(href: str, base: str) -> str:
     """Resolve a possibly relative link against a base URL; junk comes back as it was."""
+    if not href.strip():
+        return ""
     try:
         return urljoin(base, href.strip()) if base else href.strip()
     except ValueError:

@@ -1,0 +1,46 @@
+"""Small builders shared by the tests: settings from TOML text, posts with defaults."""
+
+from __future__ import annotations
+
+from dataclasses import replace
+from datetime import UTC, datetime
+from pathlib import Path
+
+from digest import config
+from digest.models import Author, Post
+
+NOW = datetime(2026, 11, 21, 12, 0, tzinfo=UTC)
+
+# Fast, strict collection settings for tests: short timeouts, quick retries.
+TEST_COLLECT = """
+[collect]
+connect_timeout = 2
+read_timeout = 2
+total_timeout = 5
+retries = 1
+max_retry_after = 2
+"""
+
+
+def settings_from(tmp_path: Path, body: str, *, collect: str = TEST_COLLECT) -> config.Settings:
+    """Write a feeds.toml into tmp_path and load it, with the test [collect] section unless given."""
+    path = tmp_path / "feeds.toml"
+    path.write_text(collect + "\n" + body, encoding="utf-8")
+    return config.load(path)
+
+
+def make_post(uri: str = "https://example.org/p/1", **changes: object) -> Post:
+    """A post with plausible defaults; ``changes`` override fields."""
+    from digest.collect.urls import post_id
+
+    post = Post(
+        id=post_id(uri),
+        uri=uri,
+        source="feed:https://example.org/feed",
+        url=uri,
+        published=NOW,
+        author=Author("Ada", "@ada@example.org", "https://example.org/@ada"),
+        text="FHIR R6 ballot opens",
+        html="<p>FHIR R6 ballot opens</p>",
+    )
+    return replace(post, **changes)

@@ -1,0 +1,128 @@
+"""feeds.toml: the shipped example is valid, and every problem names file, line and key."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from click.testing import CliRunner
+
+from digest import config
+from digest.cli import cli, main
+from digest.errors import ConfigError
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def problems(text: str) -> list[str]:
+    with pytest.raises(ConfigError) as info:
+        config.parse(text, "feeds.toml")
+    return info.value.problems
+
+
+def test_shipped_example_is_valid() -> None:
+    settings = config.load(ROOT / "feeds.toml")
+    assert settings.digest.title == "Health IT weekly"
+    kinds = {type(s).__name__ for s in settings.sources}
+    assert {"FeedSource", "HashtagSource"} <= kinds
+    assert any(getattr(s, "feed", "") == "https://www.healthcareittoday.com/feed/" for s in settings.sources)
+    tags = {s.hashtag for s in settings.sources if isinstance(s, config.HashtagSource)}
+    assert {"HITsm", "HealthIT", "FHIR"} <= tags
+
+
+def test_defaults_make_an_empty_file_valid() -> None:
+    settings = config.parse("", "feeds.toml")
+    assert settings.digest.window_days == 7
+    assert settings.collect.max_bytes > 0
+    assert settings.mail.mode.startswith("outbox")
+    assert settings.database_url.startswith("sqlite:///") and settings.database_url.endswith("digest.db")
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        ('[digest]\ntitel = "x"\n', "feeds.toml:2: digest.titel: unknown key 'titel' (did you mean 'title'?)"),
+        ('[digest]\ntimezone = "Mars/Base"\n', "feeds.toml:2: digest.timezone: unknown time zone 'Mars/Base'"),
+        ('[digest]\nsend_on = "someday"\n', "feeds.toml:2: digest.send_on: 'someday' is not a weekday and time"),
+        ('[digest]\nwindow_days = 0\n', "feeds.toml:2: digest.window_days: Input should be greater than or equal to 1"),
+        (
+            '[[sources]]\nfeed = "https://a.org/f"\n\n[[sources]]\nfeed = "https://b.org/f"\n\n'
+            '[[sources]]\nfeed = "ftp://c.org/f"\n',
+            "feeds.toml:8: sources[3].feed: not an http(s) URL",
+        ),
+        ('[[sources]]\nmastodon = "nobody"\n', "feeds.toml:2: sources[1].mastodon: not a Mastodon handle"),
+        ('[[sources]]\nhashtag = "two words"\n', "feeds.toml:2: sources[1].hashtag: not a hashtag"),
+        ('[[sources]]\nname = "x"\n', "feeds.toml:1: sources[1]: needs exactly one of feed, mastodon, hashtag, bluesky"),
+        (
+            '[[sources]]\nfeed = "https://a.org/f"\nmastodon = "@a@b.org"\n',
+            "feeds.toml:1: sources[1]: needs exactly one of feed, mastodon, hashtag, bluesky (found feed and mastodon)",
+        ),
+        ('[[sources]]\nfeed = "https://a.org/f"\nfed = 1\n', "feeds.toml:3: sources[1].fed: unknown key 'fed'"),
+        ("[colect]\nx = 1\n", "feeds.toml:1: colect: unknown key 'colect' (did you mean 'collect'?)"),
+        ('[mail]\nsmtp = "smtp://u:hunter2@mail.example.org"\n', "feeds.toml:2: mail.smtp: the SMTP password must come"),
+        ('[bluesky]\nhandle = "a.bsky.social"\napp_password = "abcd"\n', "feeds.toml:3: bluesky.app_password: secrets"),
+        ("[digest\n", "feeds.toml:1: invalid TOML"),
+        (
+            '[[topics]]\nname = "A"\n\n[[subscribers]]\nemail = "r@example.org"\ntopics = ["B"]\n',
+            "feeds.toml:6: subscribers[1].topics: unknown topic 'B'",
+        ),
+        (
+            '[[sources]]\nhashtag = "FHIR"\nnetworks = ["bluesky"]\n',
+            "feeds.toml:3: sources[1].networks: Bluesky hashtag search needs a login",
+        ),
+    ],
+)
+def test_each_problem_names_file_line_and_key(text: str, expected: str) -> None:
+    found = problems(text)
+    assert any(p.startswith(expected) for p in found), found
+
+
+def test_several_problems_are_all_reported_in_line_order() -> None:
+    found = problems('[digest]\ntitel = "x"\ntimezone = "Nowhere"\n\n[[sources]]\nfeed = "nope"\n')
+    assert [p.split(":")[1] for p in found] == ["2", "3", "6"]
+
+
+def test_secret_from_environment_is_expanded_and_missing_one_is_an_error(monkeypatch: pytest.MonkeyPatch) -> None:
+    text = '[mail]\nsmtp = "smtp://u:${SMTP_PASSWORD}@mail.example.org:587"\n'
+    monkeypatch.delenv("SMTP_PASSWORD", raising=False)
+    assert problems(text) == ["feeds.toml:2: mail.smtp: environment variable SMTP_PASSWORD is not set"]
+    monkeypatch.setenv("SMTP_PASSWORD", "s3cret")
+    assert config.expand_env(config.parse(text).mail.smtp or "") == "smtp://u:s3cret@mail.example.org:587"
+
+
+def test_missing_file_says_how_to_create_one(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError, match="not found; copy the example feeds.toml"):
+        config.load(tmp_path / "nope.toml")
+
+
+def test_check_prints_summary(tmp_path: Path) -> None:
+    result = CliRunner().invoke(cli, ["--config", str(ROOT / "feeds.toml"), "check"])
+    assert result.exit_code == 0, result.output
+    assert "sources:" in result.output and "hashtag" in result.output
+    assert "mail:        outbox" in result.output
+
+
+def test_check_exits_2_with_one_line_per_problem(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    path = tmp_path / "feeds.toml"
+    path.write_text('[digest]\ntitel = "x"\n\n[[sources]]\nfeed = "ftp://x"\n', encoding="utf-8")
+    with pytest.raises(SystemExit) as exit_info:
+        main(["--config", str(path), "check"])
+    assert exit_info.value.code == 2
+    lines = capsys.readouterr().err.strip().splitlines()
+    assert lines == [
+        f"{path}:2: digest.titel: unknown key 'titel' (did you mean 'title'?)",
+        f"{path}:5: sources[1].feed: not an http(s) URL",
+    ]
+
+
+def test_config_from_environment_variable(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    path = tmp_path / "elsewhere.toml"
+    path.write_text('[digest]\ntitle = "Elsewhere"\n', encoding="utf-8")
+    monkeypatch.setenv("DIGEST_CONFIG", str(path))
+    assert config.load().digest.title == "Elsewhere"
+
+
+def test_every_setting_has_help_text() -> None:
+    for model in (config.DigestSettings, config.CollectSettings, config.BlueskySettings):
+        for name, field in model.model_fields.items():
+            assert field.description, f"{model.__name__}.{name} has no description"
