@@ -44,3 +44,14 @@ def make_post(uri: str = "https://example.org/p/1", **changes: object) -> Post:
         html="<p>FHIR R6 ballot opens</p>",
     )
     return replace(post, **changes)
+
+
+def run_cli(*argv: str) -> int:
+    """Run the ``digest`` entry point in-process and return its exit status."""
+    from digest.cli import main
+
+    try:
+        main(list(argv))
+    except SystemExit as exc:
+        return int(exc.code or 0)
+    return 0

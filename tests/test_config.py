@@ -6,9 +6,10 @@ from pathlib import Path
 
 import pytest
 from click.testing import CliRunner
+from helpers import run_cli
 
 from digest import config
-from digest.cli import cli, main
+from digest.cli import cli
 from digest.errors import ConfigError
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -105,9 +106,7 @@ def test_check_prints_summary(tmp_path: Path) -> None:
 def test_check_exits_2_with_one_line_per_problem(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     path = tmp_path / "feeds.toml"
     path.write_text('[digest]\ntitel = "x"\n\n[[sources]]\nfeed = "ftp://x"\n', encoding="utf-8")
-    with pytest.raises(SystemExit) as exit_info:
-        main(["--config", str(path), "check"])
-    assert exit_info.value.code == 2
+    assert run_cli("--config", str(path), "check") == 2
     lines = capsys.readouterr().err.strip().splitlines()
     assert lines == [
         f"{path}:2: digest.titel: unknown key 'titel' (did you mean 'title'?)",
