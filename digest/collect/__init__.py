@@ -213,7 +213,7 @@ async def _run_job(ctx: Context, store: Store, job: Job, state: SourceState | No
         return _record_failure(ctx, store, job, state, exc, str(exc))
     except Exception as exc:  # a bug or a payload nobody foresaw: record it, keep going
         log.exception("collecting %s failed", job.key)
-        return _record_failure(ctx, store, job, state, None, f"internal error: {type(exc).__name__}: {exc}")
+        return _record_failure(ctx, store, job, state, None, f"{job.url}: internal error: {type(exc).__name__}: {exc}")
     notes = _apply(state, outcome, ctx.now)
     new = store.add_posts(job.key, outcome.posts, state)
     status = "not_modified" if outcome.not_modified else "ok"
@@ -261,7 +261,7 @@ def _record_failure(
     c = ctx.settings.collect
     state.failures += 1
     state.status = "dead" if exc is not None and exc.status == 410 else "failed"
-    state.last_error = f"{job.url}: {' '.join(reason.split())}"[:400]
+    state.last_error = " ".join(reason.split())[:400]
     if exc is not None and exc.retry_after:
         state.next_attempt = ctx.now + timedelta(seconds=exc.retry_after)
     elif state.failures >= c.failure_threshold:

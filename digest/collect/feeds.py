@@ -29,9 +29,12 @@ class FeedJob:
             outcome.etag = outcome.etag or state.etag
             outcome.last_modified = outcome.last_modified or state.last_modified
             return outcome
-        parsed = await ctx.parse(result.body, result.url, self.key, result.content_type)
+        try:
+            parsed = await ctx.parse(result.body, result.url, self.key, result.content_type)
+        except PermanentFetchError as exc:
+            raise PermanentFetchError(f"{result.url}: {exc}") from None
         if self.opt_out_check and parsed.opted_out:
-            raise PermanentFetchError("the author asks not to be read by bots (#nobot/#noindex in profile)")
+            raise PermanentFetchError(f"{url}: the author asks not to be read by bots (#nobot/#noindex in profile)")
         if parsed.warning:
             outcome.notes.append(f"feed is not well-formed, read anyway: {parsed.warning}")
         outcome.posts = parsed.posts

@@ -146,9 +146,13 @@ class Fetcher:
             retry=retry_if_exception_type(TransientFetchError),
             reraise=True,
         )
-        async for attempt in retrying:
-            with attempt:
-                return await self._once(method, url, headers, payload)
+        try:
+            async for attempt in retrying:
+                with attempt:
+                    return await self._once(method, url, headers, payload)
+        except FetchError as exc:
+            exc.args = (f"{url}: {exc.args[0]}",)  # every failure names the URL it came from
+            raise
         raise AssertionError("unreachable")  # pragma: no cover
 
     def _backoff(self, retry_state: Any) -> float:

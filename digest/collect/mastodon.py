@@ -133,7 +133,9 @@ class MastodonApiJob:
         )
         account = read_json(result, dict)
         if opted_out(account):
-            raise PermanentFetchError("the author asks not to be read by bots (#nobot/#noindex or noindex in profile)")
+            raise PermanentFetchError(
+                f"{result.url}: the author asks not to be read by bots (#nobot/#noindex in profile)"
+            )
         if not account.get("id"):
             raise PermanentFetchError(f"no account id in the lookup answer from {result.url}")
         return str(account["id"])
@@ -212,4 +214,4 @@ def _choose(via: str, key: str, kind: str, api: MastodonApiJob, rss: FeedJob) ->
         return api
     if via == "rss":
         return rss
-    return FallbackJob(key, kind, api.url, api, rss)
+    return FallbackJob(key, kind, rss.url, api, rss)

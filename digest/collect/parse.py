@@ -181,9 +181,19 @@ def _entry_html(entry: Any) -> str:
     for item in contents:
         if "html" in (item.get("type") or ""):
             return item.get("value") or ""
-    if contents:
+    summary = entry.get("summary") or entry.get("description") or ""
+    if contents and not (summary and _media_descriptions(entry)):
         return contents[0].get("value") or ""
-    return entry.get("summary") or entry.get("description") or ""
+    return summary
+
+
+def _media_descriptions(entry: Any) -> list[str]:
+    """feedparser files each <media:description> as a text/plain `content` item; with media
+    present and a summary beside them, those items are alt texts, not the body."""
+    contents = entry.get("content") or []
+    if not entry.get("media_content") or not all((c.get("type") or "") == "text/plain" for c in contents):
+        return []
+    return [plain(c.get("value") or "") for c in contents]
 
 
 def _entry_author(entry: Any, link: str, default: Author) -> Author:
@@ -218,11 +228,14 @@ def _identity(guid: str, link: str, base: str, title: str, html: str, author: Au
 
 def _entry_media(entry: Any, base: str) -> list[Media]:
     found: dict[str, Media] = {}
-    alt = plain(entry.get("media_description", "")) if isinstance(entry.get("media_description"), str) else ""
-    for item in entry.get("media_content") or ():
+    contents = entry.get("media_content") or []
+    alts = _media_descriptions(entry) if entry.get("summary") else []
+    alts = alts if len(alts) == len(contents) else []  # pair them only when they line up one to one
+    for i, item in enumerate(contents):
         url = item.get("url")
         if url:
-            found.setdefault(url, Media(absolute(url, base), _media_type(item.get("medium") or item.get("type")), alt))
+            kind = _media_type(item.get("medium") or item.get("type"))
+            found.setdefault(url, Media(absolute(url, base), kind, alts[i] if alts else ""))
     for item in entry.get("enclosures") or ():
         url = item.get("href") or item.get("url")
         if url:
@@ -230,7 +243,7 @@ def _entry_media(entry: Any, base: str) -> list[Media]:
     for item in entry.get("media_thumbnail") or ():
         url = item.get("url")
         if url and not found:
-            found.setdefault(url, Media(absolute(url, base), "image", alt))
+            found.setdefault(url, Media(absolute(url, base), "image", ""))
     return list(found.values())
 
 
