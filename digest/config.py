@@ -179,8 +179,8 @@ class BlueskySettings(_Model):
 class FeedSource(_Model):
     """A feed: RSS 0.9x/1.0/2.0, Atom 0.3/1.0 or JSON Feed."""
 
-    feed: str
-    name: str | None = None
+    feed: str = Field(description="The feed's URL (http or https).")
+    name: str | None = Field(None, description="A display name; the feed's own title is used otherwise.")
 
     _url = field_validator("feed")(classmethod(lambda cls, v: _http_url(v)))
 
@@ -188,9 +188,11 @@ class FeedSource(_Model):
 class MastodonSource(_Model):
     """A Mastodon account, ``@user@server``."""
 
-    mastodon: str
-    name: str | None = None
-    via: Literal["auto", "api", "rss"] | None = None
+    mastodon: str = Field(description="The account, as @user@server.")
+    name: str | None = Field(None, description="A display name for summaries.")
+    via: Literal["auto", "api", "rss"] | None = Field(
+        None, description="Overrides [collect] mastodon_via for this source."
+    )
 
     @field_validator("mastodon")
     @classmethod
@@ -203,11 +205,17 @@ class MastodonSource(_Model):
 class HashtagSource(_Model):
     """A hashtag, looked up on Mastodon servers (and Bluesky when logged in)."""
 
-    hashtag: str
-    servers: tuple[str, ...] | None = None
-    networks: tuple[Literal["mastodon", "bluesky"], ...] = ("mastodon",)
-    name: str | None = None
-    via: Literal["auto", "api", "rss"] | None = None
+    hashtag: str = Field(description="The hashtag, with or without #.")
+    servers: tuple[str, ...] | None = Field(
+        None, description="Mastodon servers to look it up on; [collect] servers otherwise."
+    )
+    networks: tuple[Literal["mastodon", "bluesky"], ...] = Field(
+        ("mastodon",), description='Where to look: "mastodon", and "bluesky" (needs a [bluesky] login).'
+    )
+    name: str | None = Field(None, description="A display name for summaries.")
+    via: Literal["auto", "api", "rss"] | None = Field(
+        None, description="Overrides [collect] mastodon_via for this source."
+    )
 
     @field_validator("hashtag")
     @classmethod
@@ -229,8 +237,8 @@ class HashtagSource(_Model):
 class BlueskySource(_Model):
     """A Bluesky account, by handle (``someone.bsky.social``) or DID."""
 
-    bluesky: str
-    name: str | None = None
+    bluesky: str = Field(description="The account's handle (someone.bsky.social) or DID.")
+    name: str | None = Field(None, description="A display name for summaries.")
 
     @field_validator("bluesky")
     @classmethod
@@ -253,31 +261,35 @@ SOURCE_KINDS: dict[str, type[BaseModel]] = {
 class Topic(_Model):
     """``[[topics]]``: what a subscriber can follow; the filter keeps posts that match it."""
 
-    name: str = Field(min_length=1)
-    description: str = ""
-    keywords: tuple[str, ...] = ()
-    examples: tuple[str, ...] = ()
-    exclude: tuple[str, ...] = ()
-    threshold: float | None = Field(None, gt=0, lt=1)
+    name: str = Field(min_length=1, description="The topic's name, as subscribers pick it.")
+    description: str = Field("", description="A sentence or two on what belongs here, in plain words.")
+    keywords: tuple[str, ...] = Field((), description="Words, acronyms and hashtags that mark the topic.")
+    examples: tuple[str, ...] = Field((), description="Optional on-topic example posts, a sentence each.")
+    exclude: tuple[str, ...] = Field((), description="Optional words or example posts that are noise for this topic.")
+    threshold: float | None = Field(None, gt=0, lt=1, description="Optional override of the filter's own threshold.")
 
 
 class Subscriber(_Model):
     """``[[subscribers]]``: a reader listed in the file, with the topics they receive."""
 
-    email: str = Field(pattern=r"^[^@\s]+@[^@\s]+\.[^@\s]+$")
-    name: str | None = None
-    topics: tuple[str, ...] | None = None
+    email: str = Field(pattern=r"^[^@\s]+@[^@\s]+\.[^@\s]+$", description="The reader's address.")
+    name: str | None = Field(None, description="The reader's name, for the greeting.")
+    topics: tuple[str, ...] | None = Field(None, description="Topic names to receive; all topics when left out.")
 
 
 class MailSettings(_Model):
     """``[mail]``: how editions leave; with no ``smtp`` they are written to ``outbox`` as .eml files."""
 
-    from_: str = Field("digest <digest@localhost>", alias="from")
-    reply_to: str | None = None
-    smtp: str | None = None
-    tls: Literal["starttls", "implicit", "none"] = "starttls"
-    outbox: str = "outbox/"
-    rate: float = Field(10.0, gt=0)
+    from_: str = Field("digest <digest@localhost>", alias="from", description="The From address.")
+    reply_to: str | None = Field(None, description="Where replies go.")
+    smtp: str | None = Field(
+        None, description="smtp://user:${SMTP_PASSWORD}@host:port; with none, editions go to the outbox folder."
+    )
+    tls: Literal["starttls", "implicit", "none"] = Field(
+        "starttls", description='"starttls", "implicit" (port 465) or "none" for a local relay.'
+    )
+    outbox: str = Field("outbox/", description="Folder for .eml files when no SMTP server is set.")
+    rate: float = Field(10.0, gt=0, description="Messages per second at most.")
 
     @field_validator("smtp")
     @classmethod

@@ -16,9 +16,7 @@ def http_server() -> Iterator[TestServer]:
     """A started `TestServer`, closed after the test; fails it if a callable raised."""
     with TestServer() as server:
         yield server
-    assert not server.errors, (
-        f"the test server hit errors in route callables: {server.errors!r}"
-    )
+    assert not server.errors, f"the test server recorded errors (route callables or the server): {server.errors!r}"
 
 
 @pytest.fixture

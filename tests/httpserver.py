@@ -24,6 +24,7 @@ handlers (``delay``, ``stream_bytes``) are in flight.
 
 from __future__ import annotations
 
+import contextlib
 import socket
 import socketserver
 import struct
@@ -157,10 +158,7 @@ class Response:
         if request.method not in ("GET", "HEAD") or self.status != 200:
             return False
         if self.etag is not None and "If-None-Match" in request.headers:
-            tags = {
-                t.strip().removeprefix("W/")
-                for t in request.headers["If-None-Match"].split(",")
-            }
+            tags = {t.strip().removeprefix("W/") for t in request.headers["If-None-Match"].split(",")}
             return "*" in tags or self.etag.removeprefix("W/") in tags
         if self.last_modified is not None and "If-Modified-Since" in request.headers:
             return request.headers["If-Modified-Since"] == self.last_modified
@@ -183,9 +181,7 @@ def gzip_bomb() -> bytes:
         crc = zlib.crc32(mib, crc)
     header = b"\x1f\x8b\x08\x00\x00\x00\x00\x00\x02\xff"
     trailer = struct.pack("<II", crc, GZIP_BOMB_SIZE & 0xFFFFFFFF)
-    return (
-        header + block * (GZIP_BOMB_SIZE >> 20) + deflate.flush(zlib.Z_FINISH) + trailer
-    )
+    return header + block * (GZIP_BOMB_SIZE >> 20) + deflate.flush(zlib.Z_FINISH) + trailer
 
 
 class _Route:
@@ -243,10 +239,8 @@ class _Server(ThreadingHTTPServer):
         with self.connections_lock:
             connections = list(self.connections)
         for conn in connections:
-            try:
+            with contextlib.suppress(OSError):  # already closed by its handler
                 conn.shutdown(socket.SHUT_RDWR)
-            except OSError:
-                pass
 
 
 class _Handler(BaseHTTPRequestHandler):
@@ -486,7 +480,7 @@ class TestServer:
         try:
             while response.callable is not None:
                 response = response.callable(request)
-        except Exception as error:  # noqa: BLE001 - a test's bug: answer 500, keep it
+        except Exception as error:  # a bug in the test's callable: answer 500, keep it
             self.errors.append(error)
             return Response(
                 status=500,

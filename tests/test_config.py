@@ -121,7 +121,22 @@ def test_config_from_environment_variable(tmp_path: Path, monkeypatch: pytest.Mo
     assert config.load().digest.title == "Elsewhere"
 
 
-def test_every_setting_has_help_text() -> None:
-    for model in (config.DigestSettings, config.CollectSettings, config.BlueskySettings):
-        for name, field in model.model_fields.items():
-            assert field.description, f"{model.__name__}.{name} has no description"
+MODELS = (
+    config.DigestSettings, config.CollectSettings, config.BlueskySettings, config.FeedSource, config.MastodonSource,
+    config.HashtagSource, config.BlueskySource, config.Topic, config.Subscriber, config.MailSettings,
+)
+
+
+@pytest.mark.parametrize("model", MODELS, ids=lambda m: m.__name__)
+def test_every_setting_has_help_text_and_is_in_the_readme(model: type) -> None:
+    readme = (ROOT / "README.md").read_text(encoding="utf-8")
+    for name, field in model.model_fields.items():
+        key = field.alias or name
+        assert field.description, f"{model.__name__}.{key} has no description"
+        assert f"`{key}`" in readme, f"README does not document {model.__name__}.{key}"
+
+
+def test_every_command_is_in_the_readme() -> None:
+    readme = (ROOT / "README.md").read_text(encoding="utf-8")
+    for name in cli.commands:
+        assert f"digest {name}" in readme, f"README does not document `digest {name}`"

@@ -17,9 +17,7 @@ def test_routes_by_path_and_logs_requests(http_server: TestServer) -> None:
         Response(b"<rss/>", headers={"Content-Type": "application/rss+xml"}),
     )
 
-    answer = httpx.get(
-        http_server.url("/feed.xml?utm_source=x&page=2"), headers={"X-Probe": "yes"}
-    )
+    answer = httpx.get(http_server.url("/feed.xml?utm_source=x&page=2"), headers={"X-Probe": "yes"})
 
     assert answer.status_code == 200
     assert answer.content == b"<rss/>"
@@ -54,9 +52,7 @@ def test_etag_answers_304_when_if_none_match_matches(http_server: TestServer) ->
     http_server.route("/feed", Response(b"body", etag='"v1"'))
 
     first = httpx.get(http_server.url("/feed"))
-    again = httpx.get(
-        http_server.url("/feed"), headers={"If-None-Match": first.headers["etag"]}
-    )
+    again = httpx.get(http_server.url("/feed"), headers={"If-None-Match": first.headers["etag"]})
     weak = httpx.get(http_server.url("/feed"), headers={"If-None-Match": 'W/"v1"'})
     stale = httpx.get(http_server.url("/feed"), headers={"If-None-Match": '"v0"'})
 
@@ -183,9 +179,7 @@ def test_callable_answers_from_the_request(http_server: TestServer) -> None:
     def page(request: Recorded) -> Response:
         number = int(request.params.get("page", "1"))
         link = f'<{http_server.url("/items")}?page={number + 1}>; rel="next"'
-        return Response(
-            f"page {number}".encode(), headers={"Link": link} if number < 2 else {}
-        )
+        return Response(f"page {number}".encode(), headers={"Link": link} if number < 2 else {})
 
     http_server.route("/items", Response(callable=page))
 
@@ -247,9 +241,7 @@ def test_close_is_prompt_with_slow_handlers_in_flight() -> None:
         except httpx.HTTPError as error:
             outcomes.append(error)
 
-    clients = [
-        threading.Thread(target=fetch, args=(path,)) for path in ("/slow", "/endless")
-    ]
+    clients = [threading.Thread(target=fetch, args=(path,)) for path in ("/slow", "/endless")]
     for client in clients:
         client.start()
     while server.hits("/slow") + server.hits("/endless") < 2:
