@@ -54,7 +54,7 @@ def test_author_feed_is_paged_and_every_field_filled(tmp_path: Path, http_server
     assert repost.is_boost and repost.boosted_by == MAYA and repost.author.handle == "theo.telehealth.test"
     facets = posts["3n2nrqsz7fkiz"]
     assert any(link.startswith("https://hl7.example/fhir/r6-ballot") and "utm_" not in link for link in facets.links)
-    assert '>hl7.example/fhir/r6-ballot</a>' in facets.html
+    assert ">hl7.example/fhir/r6-ballot</a>" in facets.html
     assert facets.mentions == ("did:plc:wczmthxq2qnjnmc2fbntfuci",)
     assert posts["3n2lx4ymsvct7"].is_reply
     images = posts["3n2lftuwtfki3"].media
@@ -85,10 +85,17 @@ def test_opted_out_author_is_not_collected(tmp_path: Path, http_server: TestServ
     assert "!no-unauthenticated" in report.results[0].error
 
 
-def test_hashtag_search_logs_in_and_dedupes_with_the_author_feed(tmp_path: Path, http_server: TestServer, monkeypatch) -> None:
+def test_hashtag_search_logs_in_and_dedupes_with_the_author_feed(
+    tmp_path: Path, http_server: TestServer, monkeypatch
+) -> None:
     serve_author_feed(http_server)
     http_server.route("/pds/xrpc/com.atproto.server.createSession", answer("create_session"))
-    http_server.route("/pds/xrpc/app.bsky.feed.searchPosts", Response(callable=lambda r: answer("search_posts") if not r.params.get("cursor") else Response(b'{"posts": []}')))
+    http_server.route(
+        "/pds/xrpc/app.bsky.feed.searchPosts",
+        Response(
+            callable=lambda r: answer("search_posts") if not r.params.get("cursor") else Response(b'{"posts": []}')
+        ),
+    )
     monkeypatch.setenv("BSKY_APP_PASSWORD", "app-pass-1234")
     login = f'[bluesky]\nhandle = "hit-digest.test"\napp_password = "${{BSKY_APP_PASSWORD}}"\nservice = "{http_server.url("/pds")}"\n\n'
     sources = f'[[sources]]\nbluesky = "{MAYA}"\n\n[[sources]]\nhashtag = "HITsm"\nnetworks = ["bluesky"]\n'
@@ -111,8 +118,12 @@ def test_richtext_uses_utf8_byte_offsets() -> None:
     text = "🩺 see hl7.example — ok"
     start = len("🩺 see ".encode())
     end = start + len(b"hl7.example")
-    facets = [{"index": {"byteStart": start, "byteEnd": end},
-               "features": [{"$type": "app.bsky.richtext.facet#link", "uri": "https://hl7.example/"}]}]
+    facets = [
+        {
+            "index": {"byteStart": start, "byteEnd": end},
+            "features": [{"$type": "app.bsky.richtext.facet#link", "uri": "https://hl7.example/"}],
+        }
+    ]
     assert richtext_html(text, facets) == '<p>🩺 see <a href="https://hl7.example/">hl7.example</a> — ok</p>'
     broken = [{"index": {"byteStart": 500, "byteEnd": 900}, "features": facets[0]["features"]}]
     assert richtext_html("<b>x</b>", broken) == "<p>&lt;b&gt;x&lt;/b&gt;</p>"

@@ -33,7 +33,17 @@ def run(tmp_path: Path, body: str, now=NOW):
 
 
 def test_every_format_is_collected_and_recollecting_stores_nothing_new(tmp_path: Path, http_server: TestServer) -> None:
-    names = ["rss091.xml", "rss092.xml", "rss10.rdf", "rss20.xml", "atom03.xml", "atom10.xml", "jsonfeed10.json", "jsonfeed11.json", "latin1.xml"]
+    names = [
+        "rss091.xml",
+        "rss092.xml",
+        "rss10.rdf",
+        "rss20.xml",
+        "atom03.xml",
+        "atom10.xml",
+        "jsonfeed10.json",
+        "jsonfeed11.json",
+        "latin1.xml",
+    ]
     urls = [serve_feed(http_server, f"/{n}", n) for n in names]
     report, states, count = run(tmp_path, feeds_config(*urls))
     assert report.count("ok") == len(names) and report.count("failed") == 0
@@ -58,7 +68,9 @@ def test_etag_makes_the_second_run_a_cheap_not_modified(tmp_path: Path, http_ser
 def test_one_broken_source_never_stops_the_rest(tmp_path: Path, http_server: TestServer) -> None:
     good = serve_feed(http_server, "/good", "rss20.xml")
     http_server.route("/missing", Response(b"nope", status=404))
-    http_server.route("/html", Response((FEEDS / "not_a_feed.html").read_bytes(), headers={"Content-Type": "text/html"}))
+    http_server.route(
+        "/html", Response((FEEDS / "not_a_feed.html").read_bytes(), headers={"Content-Type": "text/html"})
+    )
     http_server.route("/broken", Response((FEEDS / "malformed.xml").read_bytes()))
     http_server.route("/bomb", Response(gzip_bomb=True))
     bad = [http_server.url(p) for p in ("/missing", "/html", "/broken", "/bomb")]
@@ -97,7 +109,7 @@ def test_failing_source_rests_after_threshold_and_is_retried_later(tmp_path: Pat
 def test_gone_feed_is_marked_dead_and_skipped(tmp_path: Path, http_server: TestServer) -> None:
     http_server.route("/gone", Response(status=410))
     body = feeds_config(http_server.url("/gone"))
-    report, states, _ = run(tmp_path, body)
+    _, states, _ = run(tmp_path, body)
     assert states[f"feed:{http_server.url('/gone')}"].status == "dead"
     again, _, _ = run(tmp_path, body, now=NOW + timedelta(days=1))
     assert again.count("skipped") == 1 and "gone since" in again.results[0].error
@@ -153,7 +165,9 @@ def test_same_link_through_two_feeds_is_recognised(tmp_path: Path, http_server: 
         assert len(store.posts_linking("https://news.example/story?id=7")) == 2
 
 
-def test_cli_json_summary_and_exit_codes(tmp_path: Path, http_server: TestServer, capsys: pytest.CaptureFixture[str]) -> None:
+def test_cli_json_summary_and_exit_codes(
+    tmp_path: Path, http_server: TestServer, capsys: pytest.CaptureFixture[str]
+) -> None:
     good = serve_feed(http_server, "/good", "rss20.xml")
     http_server.route("/bad", Response(status=404))
     path = tmp_path / "feeds.toml"
@@ -161,9 +175,15 @@ def test_cli_json_summary_and_exit_codes(tmp_path: Path, http_server: TestServer
     assert run_cli("--config", str(path), "collect", "--json") == 0
     summary = json.loads(capsys.readouterr().out)
     assert {k: summary[k] for k in ("sources", "ok", "not_modified", "failed", "new_posts")} == {
-        "sources": 2, "ok": 1, "not_modified": 0, "failed": 1, "new_posts": 4,
+        "sources": 2,
+        "ok": 1,
+        "not_modified": 0,
+        "failed": 1,
+        "new_posts": 4,
     }
-    assert summary["errors"] == [{"source": f"feed:{http_server.url('/bad')}", "error": f"{http_server.url('/bad')}: HTTP 404 Not Found"}]
+    assert summary["errors"] == [
+        {"source": f"feed:{http_server.url('/bad')}", "error": f"{http_server.url('/bad')}: HTTP 404 Not Found"}
+    ]
     path.write_text(feeds_config(http_server.url("/bad")), encoding="utf-8")
     assert run_cli("--config", str(path), "collect", "--quiet") == 1
     assert "HTTP 404" in capsys.readouterr().err

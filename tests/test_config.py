@@ -45,7 +45,7 @@ def test_defaults_make_an_empty_file_valid() -> None:
         ('[digest]\ntitel = "x"\n', "feeds.toml:2: digest.titel: unknown key 'titel' (did you mean 'title'?)"),
         ('[digest]\ntimezone = "Mars/Base"\n', "feeds.toml:2: digest.timezone: unknown time zone 'Mars/Base'"),
         ('[digest]\nsend_on = "someday"\n', "feeds.toml:2: digest.send_on: 'someday' is not a weekday and time"),
-        ('[digest]\nwindow_days = 0\n', "feeds.toml:2: digest.window_days: Input should be greater than or equal to 1"),
+        ("[digest]\nwindow_days = 0\n", "feeds.toml:2: digest.window_days: Input should be greater than or equal to 1"),
         (
             '[[sources]]\nfeed = "https://a.org/f"\n\n[[sources]]\nfeed = "https://b.org/f"\n\n'
             '[[sources]]\nfeed = "ftp://c.org/f"\n',
@@ -53,14 +53,20 @@ def test_defaults_make_an_empty_file_valid() -> None:
         ),
         ('[[sources]]\nmastodon = "nobody"\n', "feeds.toml:2: sources[1].mastodon: not a Mastodon handle"),
         ('[[sources]]\nhashtag = "two words"\n', "feeds.toml:2: sources[1].hashtag: not a hashtag"),
-        ('[[sources]]\nname = "x"\n', "feeds.toml:1: sources[1]: needs exactly one of feed, mastodon, hashtag, bluesky"),
+        (
+            '[[sources]]\nname = "x"\n',
+            "feeds.toml:1: sources[1]: needs exactly one of feed, mastodon, hashtag, bluesky",
+        ),
         (
             '[[sources]]\nfeed = "https://a.org/f"\nmastodon = "@a@b.org"\n',
             "feeds.toml:1: sources[1]: needs exactly one of feed, mastodon, hashtag, bluesky (found feed and mastodon)",
         ),
         ('[[sources]]\nfeed = "https://a.org/f"\nfed = 1\n', "feeds.toml:3: sources[1].fed: unknown key 'fed'"),
         ("[colect]\nx = 1\n", "feeds.toml:1: colect: unknown key 'colect' (did you mean 'collect'?)"),
-        ('[mail]\nsmtp = "smtp://u:hunter2@mail.example.org"\n', "feeds.toml:2: mail.smtp: the SMTP password must come"),
+        (
+            '[mail]\nsmtp = "smtp://u:hunter2@mail.example.org"\n',
+            "feeds.toml:2: mail.smtp: the SMTP password must come",
+        ),
         ('[bluesky]\nhandle = "a.bsky.social"\napp_password = "abcd"\n', "feeds.toml:3: bluesky.app_password: secrets"),
         ("[digest\n", "feeds.toml:1: invalid TOML"),
         (
@@ -92,7 +98,7 @@ def test_secret_from_environment_is_expanded_and_missing_one_is_an_error(monkeyp
 
 
 def test_missing_file_says_how_to_create_one(tmp_path: Path) -> None:
-    with pytest.raises(ConfigError, match="not found; copy the example feeds.toml"):
+    with pytest.raises(ConfigError, match=r"not found; copy the example feeds\.toml"):
         config.load(tmp_path / "nope.toml")
 
 
@@ -122,8 +128,16 @@ def test_config_from_environment_variable(tmp_path: Path, monkeypatch: pytest.Mo
 
 
 MODELS = (
-    config.DigestSettings, config.CollectSettings, config.BlueskySettings, config.FeedSource, config.MastodonSource,
-    config.HashtagSource, config.BlueskySource, config.Topic, config.Subscriber, config.MailSettings,
+    config.DigestSettings,
+    config.CollectSettings,
+    config.BlueskySettings,
+    config.FeedSource,
+    config.MastodonSource,
+    config.HashtagSource,
+    config.BlueskySource,
+    config.Topic,
+    config.Subscriber,
+    config.MailSettings,
 )
 
 

@@ -10,7 +10,7 @@ import tracemalloc
 import pytest
 from httpserver import Response, TestServer
 
-from digest.collect.fetch import FetchResult, Fetcher, parse_retry_after
+from digest.collect.fetch import Fetcher, FetchResult, parse_retry_after
 from digest.config import CollectSettings
 from digest.errors import FetchError, PermanentFetchError, TransientFetchError
 
@@ -26,8 +26,15 @@ def fetch(url: str, settings: CollectSettings = FAST, **kwargs: str) -> FetchRes
 
 
 def test_body_and_validators_come_back(http_server: TestServer) -> None:
-    http_server.route("/f", Response(b"<rss/>", etag='"v1"', last_modified="Sat, 21 Nov 2026 10:00:00 GMT",
-                                     headers={"Content-Type": "application/rss+xml"}))
+    http_server.route(
+        "/f",
+        Response(
+            b"<rss/>",
+            etag='"v1"',
+            last_modified="Sat, 21 Nov 2026 10:00:00 GMT",
+            headers={"Content-Type": "application/rss+xml"},
+        ),
+    )
     result = fetch(http_server.url("/f"))
     assert (result.status, result.body, result.etag) == (200, b"<rss/>", '"v1"')
     assert result.last_modified == "Sat, 21 Nov 2026 10:00:00 GMT"
@@ -64,11 +71,14 @@ def test_redirect_loop_is_a_permanent_error(http_server: TestServer) -> None:
         fetch(http_server.url("/a"))
 
 
-@pytest.mark.parametrize(("status", "kind", "text"), [
-    (404, PermanentFetchError, "HTTP 404"),
-    (410, PermanentFetchError, "gone"),
-    (500, TransientFetchError, "HTTP 500"),
-])
+@pytest.mark.parametrize(
+    ("status", "kind", "text"),
+    [
+        (404, PermanentFetchError, "HTTP 404"),
+        (410, PermanentFetchError, "gone"),
+        (500, TransientFetchError, "HTTP 500"),
+    ],
+)
 def test_error_statuses(http_server: TestServer, status: int, kind: type, text: str) -> None:
     http_server.route("/f", Response(b"no", status=status))
     with pytest.raises(kind, match=text) as info:
@@ -126,14 +136,14 @@ def test_total_timeout_bounds_a_trickling_body(http_server: TestServer) -> None:
 def test_endless_body_is_refused_at_the_cap(http_server: TestServer) -> None:
     http_server.route("/big", Response(stream_bytes=50_000_000))
     settings = CollectSettings(max_bytes=1_000_000, retries=0)
-    with pytest.raises(PermanentFetchError, match="larger than 1.0 MB"):
+    with pytest.raises(PermanentFetchError, match=r"larger than 1\.0 MB"):
         fetch(http_server.url("/big"), settings)
 
 
 def test_declared_oversize_is_refused_before_reading(http_server: TestServer) -> None:
     http_server.route("/big", Response(b"x" * 2000, content_length=5_000_000_000))
     settings = CollectSettings(max_bytes=1_000_000, retries=0)
-    with pytest.raises(PermanentFetchError, match="5000.0 MB is larger than 1.0 MB"):
+    with pytest.raises(PermanentFetchError, match=r"5000\.0 MB is larger than 1\.0 MB"):
         fetch(http_server.url("/big"), settings)
 
 
@@ -142,7 +152,7 @@ def test_gzip_bomb_is_refused_without_inflating_it(http_server: TestServer) -> N
     settings = CollectSettings(max_bytes=5_000_000, retries=0)
     tracemalloc.start()
     try:
-        with pytest.raises(PermanentFetchError, match="larger than 5.0 MB"):
+        with pytest.raises(PermanentFetchError, match=r"larger than 5\.0 MB"):
             fetch(http_server.url("/bomb"), settings)
         peak = tracemalloc.get_traced_memory()[1]
     finally:

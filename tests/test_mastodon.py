@@ -39,7 +39,11 @@ def pager(server: TestServer, base: str, path: str, pages: dict[str, str], newes
         if key not in pages:
             return empty()
         following = order.index(key) + 1
-        link = f'<{server.url(base + path)}?limit=40&max_id={order[following]}>; rel="next"' if following < len(order) else ""
+        link = (
+            f'<{server.url(base + path)}?limit=40&max_id={order[following]}>; rel="next"'
+            if following < len(order)
+            else ""
+        )
         return api(pages[key], link)
 
     server.route(base + path, Response(callable=answer))
@@ -53,14 +57,23 @@ def configure(tmp_path: Path, server: TestServer, sources: str, via: str = "auto
 
 def serve_alice(server: TestServer) -> None:
     server.route("/s1/api/v1/accounts/lookup", api("account_lookup"))
-    pager(server, "/s1", f"/api/v1/accounts/{ALICE_ID}/statuses",
-          {"": "account_statuses_page1", "117645170638874075": "account_statuses_page2", "117614021836806592": ""},
-          newest="117649870684198349")
+    pager(
+        server,
+        "/s1",
+        f"/api/v1/accounts/{ALICE_ID}/statuses",
+        {"": "account_statuses_page1", "117645170638874075": "account_statuses_page2", "117614021836806592": ""},
+        newest="117649870684198349",
+    )
 
 
 def serve_hitsm(server: TestServer) -> None:
-    pager(server, "/s1", "/api/v1/timelines/tag/HITsm",
-          {"": "tag_HITsm_server1_page1", "117649756520480077": "tag_HITsm_server1_page2"}, newest="117649884053545920")
+    pager(
+        server,
+        "/s1",
+        "/api/v1/timelines/tag/HITsm",
+        {"": "tag_HITsm_server1_page1", "117649756520480077": "tag_HITsm_server1_page2"},
+        newest="117649884053545920",
+    )
     server.route("/s2/api/v1/timelines/tag/HITsm", api("tag_HITsm_server2"))
 
 
@@ -106,7 +119,9 @@ def test_second_run_asks_only_for_newer_statuses(tmp_path: Path, http_server: Te
     assert not state.gap_possible
 
 
-def test_hashtag_on_two_servers_is_stored_once_and_opt_outs_are_respected(tmp_path: Path, http_server: TestServer) -> None:
+def test_hashtag_on_two_servers_is_stored_once_and_opt_outs_are_respected(
+    tmp_path: Path, http_server: TestServer
+) -> None:
     serve_hitsm(http_server)
     sources = '[[sources]]\nhashtag = "#HITsm"\nservers = ["social.example", "hachyderm.example"]\n'
     settings = configure(tmp_path, http_server, sources)
@@ -134,7 +149,9 @@ def test_nobot_account_is_not_collected(tmp_path: Path, http_server: TestServer)
 
 
 def test_closed_api_falls_back_to_rss_and_dedupes_with_the_api(tmp_path: Path, http_server: TestServer) -> None:
-    http_server.route("/s1/api/v1/timelines/tag/HITsm", Response(b'{"error":"This API requires an authenticated user"}', status=401))
+    http_server.route(
+        "/s1/api/v1/timelines/tag/HITsm", Response(b'{"error":"This API requires an authenticated user"}', status=401)
+    )
     http_server.route("/s1/tags/HITsm.rss", Response((FIX / "feeds" / "mastodon_tag.rss").read_bytes()))
     http_server.route("/s2/api/v1/timelines/tag/HITsm", api("tag_HITsm_server2"))
     sources = '[[sources]]\nhashtag = "HITsm"\nservers = ["social.example", "hachyderm.example"]\n'

@@ -21,20 +21,85 @@ def parse(name: str, content_type: str = ""):
 
 # file, posts, feed title, first post's (url, title start, author name, published or None for "no date")
 CASES = [
-    ("rss091.xml", 3, "Clinic Systems Notes", "https://clinicnotes.example/2026/11/ehr-upgrade-weekend.html", "Our EHR upgrade", None),
-    ("rss092.xml", 3, "Rural Telehealth Digest", "https://ruraltelehealth.example/news/broadband-grants-2026", "Broadband grants", None),
-    ("rss10.rdf", 3, "Interop Lab Journal", "https://interop-lab.example/2026/11/17/adt-to-fhir", "Mapping ADT", datetime(2026, 11, 17, 16, 20, tzinfo=UTC)),
-    ("rss20.xml", 4, "Health IT Weekly", "https://hitweekly.example/2026/11/20/fhir-r6-ballot/", "FHIR R6 ballot", datetime(2026, 11, 20, 14, 30, tzinfo=UTC)),
-    ("atom03.xml", 2, "Nursing Informatics Log", "https://nursinginformatics.example/2026/11/sepsis-alerts", "Cutting sepsis", datetime(2026, 11, 19, 22, 0, tzinfo=UTC)),
-    ("atom10.xml", 3, "Digital Health Engineering", "https://digitalhealth.example/blog/posts/bulk-fhir-export", "Bulk FHIR export", datetime(2026, 11, 20, 9, 0, tzinfo=UTC)),
-    ("jsonfeed10.json", 3, "Patient Access API Watch", "https://patientaccess.example/2026/11/19/app-registration-times", "How long", datetime(2026, 11, 19, 20, 0, tzinfo=UTC)),
-    ("jsonfeed11.json", 3, "Clinical Decision Support Notes", "https://cdsnotes.example/posts/cds-hooks-2", "CDS Hooks 2.0", datetime(2026, 11, 20, 8, 30, tzinfo=UTC)),
-    ("latin1.xml", 2, "Santé numérique - Revue", "https://sante-numerique.example/2026/11/dmp-fhir", "Le dossier médical", datetime(2026, 11, 17, 6, 45, tzinfo=UTC)),
+    (
+        "rss091.xml",
+        3,
+        "Clinic Systems Notes",
+        "https://clinicnotes.example/2026/11/ehr-upgrade-weekend.html",
+        "Our EHR upgrade",
+        None,
+    ),
+    (
+        "rss092.xml",
+        3,
+        "Rural Telehealth Digest",
+        "https://ruraltelehealth.example/news/broadband-grants-2026",
+        "Broadband grants",
+        None,
+    ),
+    (
+        "rss10.rdf",
+        3,
+        "Interop Lab Journal",
+        "https://interop-lab.example/2026/11/17/adt-to-fhir",
+        "Mapping ADT",
+        datetime(2026, 11, 17, 16, 20, tzinfo=UTC),
+    ),
+    (
+        "rss20.xml",
+        4,
+        "Health IT Weekly",
+        "https://hitweekly.example/2026/11/20/fhir-r6-ballot/",
+        "FHIR R6 ballot",
+        datetime(2026, 11, 20, 14, 30, tzinfo=UTC),
+    ),
+    (
+        "atom03.xml",
+        2,
+        "Nursing Informatics Log",
+        "https://nursinginformatics.example/2026/11/sepsis-alerts",
+        "Cutting sepsis",
+        datetime(2026, 11, 19, 22, 0, tzinfo=UTC),
+    ),
+    (
+        "atom10.xml",
+        3,
+        "Digital Health Engineering",
+        "https://digitalhealth.example/blog/posts/bulk-fhir-export",
+        "Bulk FHIR export",
+        datetime(2026, 11, 20, 9, 0, tzinfo=UTC),
+    ),
+    (
+        "jsonfeed10.json",
+        3,
+        "Patient Access API Watch",
+        "https://patientaccess.example/2026/11/19/app-registration-times",
+        "How long",
+        datetime(2026, 11, 19, 20, 0, tzinfo=UTC),
+    ),
+    (
+        "jsonfeed11.json",
+        3,
+        "Clinical Decision Support Notes",
+        "https://cdsnotes.example/posts/cds-hooks-2",
+        "CDS Hooks 2.0",
+        datetime(2026, 11, 20, 8, 30, tzinfo=UTC),
+    ),
+    (
+        "latin1.xml",
+        2,
+        "Santé numérique - Revue",
+        "https://sante-numerique.example/2026/11/dmp-fhir",
+        "Le dossier médical",
+        datetime(2026, 11, 17, 6, 45, tzinfo=UTC),
+    ),
 ]
 
 
 @pytest.mark.parametrize(("name", "count", "title", "url", "headline", "published"), CASES, ids=[c[0] for c in CASES])
-def test_every_format_gives_posts(name: str, count: int, title: str, url: str, headline: str, published: datetime | None) -> None:
+def test_every_format_gives_posts(
+    name: str, count: int, title: str, url: str, headline: str, published: datetime | None
+) -> None:
     feed = parse(name)
     assert feed.title == title
     assert len(feed.posts) == count
@@ -94,16 +159,21 @@ def test_latin1_text_is_decoded() -> None:
     assert "Ärztinnen" in post.text
 
 
-@pytest.mark.parametrize(("name", "message"), [
-    ("malformed.xml", "not a feed"),
-    ("not_a_feed.html", "got a web page, not a feed"),
-])
+@pytest.mark.parametrize(
+    ("name", "message"),
+    [
+        ("malformed.xml", "not a feed"),
+        ("not_a_feed.html", "got a web page, not a feed"),
+    ],
+)
 def test_not_a_feed_is_a_clear_error(name: str, message: str) -> None:
     with pytest.raises(PermanentFetchError, match=message):
         parse(name)
 
 
-@pytest.mark.parametrize("body", [b"", b"   ", b"{}", b'{"version": "https://jsonfeed.org/version/1.1"}', b"{not json", b"\x00\xff\xfe"])
+@pytest.mark.parametrize(
+    "body", [b"", b"   ", b"{}", b'{"version": "https://jsonfeed.org/version/1.1"}', b"{not json", b"\x00\xff\xfe"]
+)
 def test_junk_is_an_error_not_a_crash(body: bytes) -> None:
     with pytest.raises(PermanentFetchError):
         parse_feed(body, FEED_URL, "feed:test", "", NOW)
