@@ -5,11 +5,13 @@ Exit status: 0 the work was done, 1 the work failed, 2 bad usage or configuratio
 
 from __future__ import annotations
 
+import csv
 import json
 import sys
 from collections import Counter
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from datetime import UTC, datetime
 from typing import Any
 
 import click
@@ -21,7 +23,9 @@ from . import __version__
 from . import config as config_mod
 from .collect import SourceResult, collect, jobs_for
 from .errors import ConfigError, DigestError
-from .store import Store
+from .models import Decision, Post
+from .pipeline import explain_post, run_filter
+from .store import FilterRun, Store
 
 __all__ = ["main"]
 
@@ -57,6 +61,8 @@ def cli(ctx: click.Context, config_path: str | None) -> None:
     Examples:
       digest check                      validate feeds.toml and summarise it
       digest collect                    gather new posts into the store
+      digest filter                     keep what is on topic, record why
+      digest topics show                what was kept and dropped
       digest --config other.toml collect --json
     """
     ctx.obj = _State(config_path)
@@ -169,6 +175,236 @@ def _print_collect_summary(summary: dict[str, Any]) -> None:
     for item in summary["notes"]:
         out.print(f"note    {item['source']}: {item['note']}", markup=False)
     out.print(f"{summary['new_posts']} new posts from {summary['sources']} sources.")
+
+
+def _now() -> datetime:
+    return datetime.now(UTC)
+
+
+@contextmanager
+def _busy(message: str, quiet: bool) -> Iterator[None]:
+    """A spinner on a terminal while one long step runs; nothing otherwise."""
+    if quiet or not err.is_terminal:
+        yield
+        return
+    with err.status(message):
+        yield
+
+
+@cli.command(name="filter")
+@click.option("--json", "as_json", is_flag=True, help="Print the summary as JSON.")
+@click.option("--quiet", "-q", is_flag=True, help="No spinner and no table.")
+@click.pass_obj
+def filter_cmd(state: _State, as_json: bool, quiet: bool) -> None:
+    """Run the topic filter over the window's posts and record every decision.
+
+    Each post is kept under zero, one or several topics; `digest topics show`
+    lists the result and `digest topics explain` says why.
+
+    \b
+    Examples:
+      digest filter
+      digest filter --json
+    """
+    settings = state.settings()
+    with Store.open(settings.database_url) as store, _busy("filtering posts by topic", quiet or as_json):
+        run = run_filter(settings, store, now=_now())
+    summary = _run_summary(run)
+    if as_json:
+        out.print_json(json.dumps(summary))
+    elif not quiet:
+        out.print(
+            f"{summary['posts']} posts from {run.since:%Y-%m-%d %H:%M} to {run.until:%Y-%m-%d %H:%M} UTC: "
+            f"{summary['kept']} kept, {summary['dropped']} dropped as off-topic."
+        )
+        for name, count in summary["topics"].items():
+            out.print(f"  {name}: {count}", markup=False)
+
+
+def _run_summary(run: FilterRun) -> dict[str, Any]:
+    per_topic = Counter(t for _, d in run.verdicts for t in d.topics)
+    return {
+        "run": run.id,
+        "ran_at": run.ran_at.isoformat(),
+        "since": run.since.isoformat(),
+        "until": run.until.isoformat(),
+        "posts": len(run.verdicts),
+        "kept": sum(1 for _, d in run.verdicts if d.topics),
+        "dropped": sum(1 for _, d in run.verdicts if not d.topics),
+        "topics": {name: per_topic.get(name, 0) for name in run.topics},
+    }
+
+
+@cli.group()
+def topics() -> None:
+    """Inspect the topic filter: what it kept, what it dropped, and why."""
+
+
+@topics.command(name="show")
+@click.option("--json", "as_json", is_flag=True, help="Print every decision as JSON.")
+@click.option("--limit", default=15, show_default=True, help="Posts shown per table (the JSON has them all).")
+@click.pass_obj
+def topics_show(state: _State, as_json: bool, limit: int) -> None:
+    """List the last filter run's kept posts per topic, and the dropped ones.
+
+    \b
+    Examples:
+      digest topics show
+      digest topics show --limit 50
+      digest topics show --json > decisions.json
+    """
+    settings = state.settings()
+    with Store.open(settings.database_url) as store:
+        run = store.last_filter_run()
+        if run is None:
+            raise DigestError("the filter has not run yet; run `digest filter` first")
+        posts = {p.id: p for p in store.posts(run.since, run.until)}
+    rows = [(posts[pid], d) for pid, d in run.verdicts if pid in posts]
+    if as_json:
+        out.print_json(json.dumps(_show_json(run, rows)))
+        return
+    for name in run.topics:
+        kept = sorted(((p, d) for p, d in rows if name in d.topics), key=lambda r: -r[1].scores.get(name, 0))
+        _decision_table(f"{name}: {len(kept)} kept", kept, name, limit)
+    dropped = sorted(((p, d) for p, d in rows if not d.topics), key=lambda r: -max(r[1].scores.values(), default=0))
+    _decision_table(f"Dropped as off-topic: {len(dropped)}", dropped, None, limit)
+
+
+def _show_json(run: FilterRun, rows: list[tuple[Post, Decision]]) -> dict[str, Any]:
+    def item(post: Post, decision: Decision) -> dict[str, Any]:
+        return {
+            "id": post.id,
+            "url": post.url,
+            "author": post.author.handle or post.author.name,
+            "text": (post.title or post.text)[:280],
+            "topics": list(decision.topics),
+            "scores": decision.scores,
+            "noise_score": decision.noise_score,
+        }
+
+    return {
+        "run": _run_summary(run),
+        "kept": {name: [item(p, d) for p, d in rows if name in d.topics] for name in run.topics},
+        "dropped": [item(p, d) for p, d in rows if not d.topics],
+    }
+
+
+def _decision_table(title: str, rows: list[tuple[Post, Decision]], topic: str | None, limit: int) -> None:
+    table = Table(title=title, title_justify="left", show_lines=False)
+    table.add_column("score", justify="right")
+    table.add_column("author", overflow="ellipsis", max_width=28)
+    table.add_column("post", overflow="ellipsis", max_width=70, no_wrap=True)
+    table.add_column("id")
+    for post, decision in rows[:limit]:
+        score = decision.scores.get(topic, 0) if topic else max(decision.scores.values(), default=0)
+        text = " ".join((post.title or post.text).split())
+        table.add_row(f"{score:.2f}", post.author.handle or post.author.name, text, post.id)
+    if len(rows) > limit:
+        table.caption = f"{len(rows) - limit} more (--limit, or --json for all)"
+    out.print(table)
+
+
+@topics.command(name="explain")
+@click.argument("post")
+@click.option("--json", "as_json", is_flag=True, help="Print the explanation as JSON.")
+@click.pass_obj
+def topics_explain(state: _State, post: str, as_json: bool) -> None:
+    """Say why one post was kept or dropped: its score against each topic and
+    threshold, and the terms that weighed most.
+
+    POST is a post id (from `digest topics show`) or the post's URL.
+
+    \b
+    Examples:
+      digest topics explain 3f9a1c0d2b7e4a51
+      digest topics explain https://mastodon.social/@someone/113456789
+    """
+    settings = state.settings()
+    with Store.open(settings.database_url) as store:
+        found, explanation = explain_post(settings, store, post)
+        recorded = store.last_filter_run().decision(found.id)  # type: ignore[union-attr]
+    decision = recorded or explanation.decision
+    if as_json:
+        out.print_json(
+            json.dumps(
+                {
+                    "id": found.id,
+                    "url": found.url,
+                    "topics": list(decision.topics),
+                    "scores": decision.scores,
+                    "thresholds": decision.thresholds,
+                    "noise_score": decision.noise_score,
+                    "terms": {k: [list(t) for t in v] for k, v in explanation.terms.items()},
+                }
+            )
+        )
+        return
+    verdict = f"kept under {', '.join(decision.topics)}" if decision.topics else "dropped as off-topic"
+    out.print(
+        f"{found.url}\n{found.author.handle or found.author.name}: {' '.join(found.text.split())[:200]}", markup=False
+    )
+    out.print(f"decision: {verdict} (noise score {decision.noise_score:.2f})", markup=False)
+    for name, score in decision.scores.items():
+        mark = "kept" if name in decision.topics else "below" if score < decision.thresholds[name] else "lost to noise"
+        out.print(f"  {name}: score {score:.2f}, threshold {decision.thresholds[name]:.2f} ({mark})", markup=False)
+        terms = ", ".join(f"{term} {weight:+.2f}" for term, weight in explanation.terms.get(name, ()))
+        if terms:
+            out.print(f"    terms: {terms}", markup=False)
+    if recorded and recorded.topics != explanation.decision.topics:
+        out.print("note: the topics changed since that run; `digest filter` records fresh decisions", markup=False)
+
+
+@cli.command(name="eval")
+@click.argument("data", type=click.Path(exists=True, dir_okay=False))
+@click.option("--json", "as_json", is_flag=True, help="Print the report as JSON.")
+@click.pass_obj
+def eval_cmd(state: _State, data: str, as_json: bool) -> None:
+    """Measure the topic filter on labelled posts: DATA.csv with columns text,label.
+
+    `label` is a topic name (several joined by |) or empty for off-topic. The
+    filter runs exactly as the weekly job would, the whole file as one batch,
+    with the topics of the configuration.
+
+    \b
+    Examples:
+      digest --config topics.toml eval labelled.csv
+      digest --config topics.toml eval labelled.csv --json
+    """
+    from .topics import evaluate
+
+    settings = state.settings()
+    if not settings.topics:
+        raise ConfigError(f"{settings.path}: no [[topics]] configured; eval measures them")
+    texts, labels = read_labelled(data)
+    with _busy(f"filtering {len(texts)} posts", as_json):
+        report = evaluate(texts, labels, settings.topics)
+    if as_json:
+        out.print_json(json.dumps(report))
+        return
+    table = Table(title=f"digest eval {data}", title_justify="left")
+    for column in ("topic", "precision", "recall", "F1", "support"):
+        table.add_column(column, justify="left" if column == "topic" else "right")
+    for name, row in report["topics"].items():
+        table.add_row(name, f"{row['precision']:.3f}", f"{row['recall']:.3f}", f"{row['f1']:.3f}", str(row["support"]))
+    out.print(table)
+    off = report["off_topic"]
+    out.print(
+        f"off-topic rows dropped: {off['dropped']:.1%} of {off['rows']}; {report['posts_per_second']:,.0f} posts/s"
+    )
+
+
+def read_labelled(path: str) -> tuple[list[str], list[set[str]]]:
+    """Rows of a text,label CSV: the texts, and each row's set of topic names (empty: off-topic)."""
+    with open(path, newline="", encoding="utf-8") as handle:
+        reader = csv.DictReader(handle)
+        missing = {"text", "label"} - set(reader.fieldnames or ())
+        if missing:
+            raise DigestError(f"{path}: no {' or '.join(sorted(missing))} column (expected text,label)")
+        texts, labels = [], []
+        for row in reader:
+            texts.append(row["text"] or "")
+            labels.append({name.strip() for name in (row["label"] or "").split("|") if name.strip()})
+    return texts, labels
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -8,7 +8,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from datetime import datetime
 
-__all__ = ["Author", "Engagement", "Media", "Post", "SourceState"]
+__all__ = ["Author", "Decision", "Engagement", "Media", "Post", "SourceState"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -100,3 +100,18 @@ class SourceState:
     newest_post: datetime | None = None
     gap_possible: bool = False
     note: str = ""
+
+
+@dataclass(frozen=True, slots=True)
+class Decision:
+    """The topic filter's verdict on one post: the topics it is kept under (none: dropped as
+    off-topic), every topic's score and threshold, and the noise profile's score."""
+
+    topics: tuple[str, ...]
+    scores: dict[str, float]
+    thresholds: dict[str, float]
+    noise_score: float
+
+    @property
+    def kept(self) -> bool:
+        return bool(self.topics)

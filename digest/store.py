@@ -7,8 +7,8 @@ in a transaction, so a file written by an older digest never loses data.
 from __future__ import annotations
 
 import json
-from collections.abc import Iterable, Iterator, Sequence
-from dataclasses import asdict, fields
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from dataclasses import asdict, dataclass, fields
 from datetime import UTC, datetime
 from typing import Any
 
@@ -16,9 +16,9 @@ import sqlalchemy as sa
 from sqlalchemy.engine import Connection, Engine
 
 from .errors import StoreError
-from .models import Author, Engagement, Media, Post, SourceState
+from .models import Author, Decision, Engagement, Media, Post, SourceState
 
-__all__ = ["SCHEMA_VERSION", "Store"]
+__all__ = ["SCHEMA_VERSION", "FilterRun", "Store"]
 
 
 class UTCDateTime(sa.types.TypeDecorator[datetime]):
@@ -109,9 +109,37 @@ post_links = sa.Table(
     sa.Index("ix_post_links_url", "url"),
 )
 
+filter_runs = sa.Table(
+    "filter_runs",
+    metadata,
+    sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
+    sa.Column("ran_at", UTCDateTime, nullable=False),
+    sa.Column("since", UTCDateTime, nullable=False),
+    sa.Column("until", UTCDateTime, nullable=False),
+    sa.Column("topics", sa.JSON, nullable=False),
+    sa.Column("posts", sa.Integer, nullable=False),
+    sa.Column("kept", sa.Integer, nullable=False),
+)
+
+decisions = sa.Table(
+    "decisions",
+    metadata,
+    sa.Column("run_id", sa.Integer, sa.ForeignKey("filter_runs.id", ondelete="CASCADE"), primary_key=True),
+    sa.Column("post_id", sa.String, sa.ForeignKey("posts.id", ondelete="CASCADE"), primary_key=True),
+    sa.Column("position", sa.Integer, nullable=False),
+    sa.Column("topics", sa.JSON, nullable=False),
+    sa.Column("scores", sa.JSON, nullable=False),
+    sa.Column("thresholds", sa.JSON, nullable=False),
+    sa.Column("noise_score", sa.Float, nullable=False),
+)
+
+Migration = str | Callable[[Connection], None]
+
 # Migrations from version N-1 to N, applied in order to an existing database. A fresh database
 # is created from `metadata` at SCHEMA_VERSION directly, so add a step here with every change.
-MIGRATIONS: dict[int, Sequence[str]] = {}
+MIGRATIONS: dict[int, Sequence[Migration]] = {
+    2: [lambda conn: metadata.create_all(conn, tables=[filter_runs, decisions])],  # the topic filter's record
+}
 SCHEMA_VERSION = 1 + len(MIGRATIONS)
 
 _ENGAGEMENT = ("replies", "boosts", "likes", "quotes")
@@ -174,7 +202,10 @@ class Store:
                 )
             for step in range(version + 1, SCHEMA_VERSION + 1):
                 for statement in MIGRATIONS[step]:
-                    conn.exec_driver_sql(statement)
+                    if callable(statement):
+                        statement(conn)
+                    else:
+                        conn.exec_driver_sql(statement)
             conn.execute(schema_info.update().values(version=SCHEMA_VERSION))
 
     @property
@@ -277,6 +308,70 @@ class Store:
         query = sa.select(post_links.c.post_id).where(post_links.c.url == url).order_by(post_links.c.post_id)
         with self.engine.connect() as conn:
             return list(conn.execute(query).scalars())
+
+    # -- topic filter runs -------------------------------------------------------------
+
+    def save_filter_run(
+        self,
+        ran_at: datetime,
+        since: datetime,
+        until: datetime,
+        topics: Sequence[str],
+        verdicts: Sequence[tuple[str, Decision]],
+    ) -> int:
+        """Record one filter run: each post's decision, in batch order; return the run's id."""
+        kept = sum(1 for _, d in verdicts if d.topics)
+        with self.engine.begin() as conn:
+            run = conn.execute(
+                filter_runs.insert().values(
+                    ran_at=ran_at, since=since, until=until, topics=list(topics), posts=len(verdicts), kept=kept
+                )
+            ).inserted_primary_key[0]
+            rows = [
+                {
+                    "run_id": run,
+                    "post_id": pid,
+                    "position": i,
+                    "topics": list(d.topics),
+                    "scores": d.scores,
+                    "thresholds": d.thresholds,
+                    "noise_score": d.noise_score,
+                }
+                for i, (pid, d) in enumerate(verdicts)
+            ]
+            if rows:
+                conn.execute(decisions.insert(), rows)
+        return int(run)
+
+    def last_filter_run(self) -> FilterRun | None:
+        """The newest filter run with its decisions in batch order, or None before the first."""
+        with self.engine.connect() as conn:
+            run = conn.execute(sa.select(filter_runs).order_by(filter_runs.c.id.desc()).limit(1)).first()
+            if run is None:
+                return None
+            rows = conn.execute(
+                sa.select(decisions).where(decisions.c.run_id == run.id).order_by(decisions.c.position)
+            ).all()
+        verdicts = [
+            (r.post_id, Decision(tuple(_json(r.topics)), _json(r.scores), _json(r.thresholds), r.noise_score))
+            for r in rows
+        ]
+        return FilterRun(run.id, run.ran_at, run.since, run.until, tuple(_json(run.topics)), verdicts)
+
+
+@dataclass(frozen=True, slots=True)
+class FilterRun:
+    """One run of the topic filter: when, over which window, and each post's decision in batch order."""
+
+    id: int
+    ran_at: datetime
+    since: datetime
+    until: datetime
+    topics: tuple[str, ...]
+    verdicts: list[tuple[str, Decision]]
+
+    def decision(self, post_id: str) -> Decision | None:
+        return next((d for pid, d in self.verdicts if pid == post_id), None)
 
 
 class _maybe:

@@ -152,5 +152,15 @@ def test_every_setting_has_help_text_and_is_in_the_readme(model: type) -> None:
 
 def test_every_command_is_in_the_readme() -> None:
     readme = (ROOT / "README.md").read_text(encoding="utf-8")
-    for name in cli.commands:
+    import click
+
+    def names(group: click.Group, prefix: str) -> list[str]:
+        found = []
+        for name, command in group.commands.items():
+            found.append(f"{prefix}{name}")
+            if isinstance(command, click.Group):
+                found += names(command, f"{prefix}{name} ")
+        return found
+
+    for name in names(cli, ""):
         assert f"digest {name}" in readme, f"README does not document `digest {name}`"
