@@ -118,3 +118,35 @@ def test_unopenable_database_is_a_store_error(tmp_path: Path) -> None:
     (tmp_path / "digest.db").write_bytes(b"this is not sqlite" * 100)
     with pytest.raises(StoreError, match="cannot open the database"):
         Store.open(url(tmp_path))
+
+
+def test_version_1_file_gains_the_filter_tables_and_keeps_its_posts(tmp_path: Path) -> None:
+    with Store.open(url(tmp_path)) as store:
+        store.add_posts("feed:x", [make_post()])
+    with sqlite3.connect(tmp_path / "digest.db") as raw:  # make it look like a file from schema version 1
+        raw.execute("DROP TABLE decisions")
+        raw.execute("DROP TABLE filter_runs")
+        raw.execute("UPDATE schema_info SET version = 1")
+    with Store.open(url(tmp_path)) as store:
+        assert store.version == SCHEMA_VERSION >= 2
+        assert store.count_posts() == 1
+        assert store.last_filter_run() is None
+
+
+def test_filter_run_round_trips(tmp_path: Path) -> None:
+    from digest.models import Decision
+
+    post = make_post()
+    kept = Decision(
+        ("Interoperability",),
+        {"Interoperability": 0.91, "Health IT": 0.4},
+        {"Interoperability": 0.5, "Health IT": 0.5},
+        0.09,
+    )
+    with Store.open(url(tmp_path)) as store:
+        store.add_posts("feed:x", [post])
+        store.save_filter_run(NOW, NOW - timedelta(days=7), NOW, ["Interoperability", "Health IT"], [(post.id, kept)])
+        run = store.last_filter_run()
+    assert run is not None and run.topics == ("Interoperability", "Health IT")
+    assert run.verdicts == [(post.id, kept)] and run.decision(post.id) == kept
+    assert run.since == NOW - timedelta(days=7) and run.decision("other") is None
