@@ -102,7 +102,7 @@ def check(state: _State) -> None:
 
 
 def _secret_names(settings: config_mod.Settings) -> list[str]:
-    values = [settings.bluesky.app_password or "", settings.mail.smtp or ""]
+    values = [settings.bluesky.app_password or "", settings.mail.smtp or "", settings.subscription.secret or ""]
     return sorted({m.group(1) for v in values for m in config_mod._ENV_REF.finditer(v)})
 
 

@@ -30,6 +30,7 @@ __all__ = [
     "Settings",
     "Source",
     "Subscriber",
+    "SubscriptionSettings",
     "Topic",
     "load",
     "parse",
@@ -85,6 +86,12 @@ class DigestSettings(_Model):
     send_on: str = Field("friday 07:00", description="Weekly schedule: a weekday and a 24-hour time.")
     window_days: int = Field(7, ge=1, le=60, description="How many days back an edition covers.")
     database: str = Field("digest.db", description="SQLite file (relative to feeds.toml) or a SQLAlchemy database URL.")
+    templates: str | None = Field(
+        None, description="A folder of your own templates (relative to feeds.toml) overriding single built-in ones."
+    )
+    quiet_week: bool = Field(
+        False, description="Send a one-line 'quiet week' note when nothing matched; false sends nothing."
+    )
 
     @field_validator("timezone")
     @classmethod
@@ -303,6 +310,21 @@ class MailSettings(_Model):
         return f"smtp ({urlsplit(self.smtp).hostname})" if self.smtp else f"outbox ({self.outbox})"
 
 
+class SubscriptionSettings(_Model):
+    """``[subscription]``: where the subscription pages and the edition archive are reachable."""
+
+    public_url: str | None = Field(
+        None, description="The web app's public address, used in every link (https://digest.example.org)."
+    )
+    secret: str | None = Field(
+        None, description="Signs subscriber links and tokens; as ${VARIABLE} from the environment."
+    )
+    double_opt_in: bool = Field(True, description="New subscribers confirm by email before digests are sent.")
+
+    _url = field_validator("public_url")(classmethod(lambda cls, v: v and _http_url(v)))
+    _secret = field_validator("secret")(classmethod(lambda cls, v: _secret(v)))
+
+
 @dataclass(frozen=True)
 class Settings:
     """The whole configuration, validated; ``path`` is the file it came from."""
@@ -315,6 +337,16 @@ class Settings:
     topics: tuple[Topic, ...]
     subscribers: tuple[Subscriber, ...]
     mail: MailSettings
+    subscription: SubscriptionSettings
+
+    @property
+    def templates_dir(self) -> Path | None:
+        """The user's template folder, resolved next to feeds.toml."""
+        return (self.path.parent / self.digest.templates).resolve() if self.digest.templates else None
+
+    @property
+    def outbox_dir(self) -> Path:
+        return (self.path.parent / self.mail.outbox).resolve()
 
     @property
     def database_url(self) -> str:
@@ -330,6 +362,7 @@ _SECTIONS: dict[str, type[_Model]] = {
     "collect": CollectSettings,
     "bluesky": BlueskySettings,
     "mail": MailSettings,
+    "subscription": SubscriptionSettings,
 }
 _ARRAYS: dict[str, type[_Model]] = {"topics": Topic, "subscribers": Subscriber}
 _TOP_KEYS = (*_SECTIONS, *_ARRAYS, "sources")
@@ -432,11 +465,11 @@ def _cross_check(sections: dict[str, Any], arrays: dict[str, list[Any]], sources
             expand_env(sections["bluesky"].app_password)
     except ValueError as exc:
         report(("bluesky", "app_password"), str(exc))
-    try:
-        if sections["mail"].smtp:
-            expand_env(sections["mail"].smtp)
-    except ValueError as exc:
-        report(("mail", "smtp"), str(exc))
+    for section, key in (("mail", "smtp"), ("subscription", "secret")):
+        try:
+            expand_env(getattr(sections[section], key) or "")
+        except ValueError as exc:
+            report((section, key), str(exc))
 
 
 def _message(error: Mapping[str, Any], model: type[_Model]) -> str:

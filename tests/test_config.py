@@ -138,6 +138,7 @@ MODELS = (
     config.Topic,
     config.Subscriber,
     config.MailSettings,
+    config.SubscriptionSettings,
 )
 
 
