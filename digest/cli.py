@@ -8,10 +8,12 @@ from __future__ import annotations
 import csv
 import json
 import sys
+import webbrowser
 from collections import Counter
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import Any
 
 import click
@@ -24,7 +26,7 @@ from . import config as config_mod
 from .collect import SourceResult, collect, jobs_for
 from .errors import ConfigError, DigestError
 from .models import Decision, Post
-from .pipeline import explain_post, run_filter
+from .pipeline import composer_for, explain_post, run_filter
 from .store import FilterRun, Store
 
 __all__ = ["main"]
@@ -352,6 +354,84 @@ def topics_explain(state: _State, post: str, as_json: bool) -> None:
             out.print(f"    terms: {terms}", markup=False)
     if recorded and recorded.topics != explanation.decision.topics:
         out.print("note: the topics changed since that run; `digest filter` records fresh decisions", markup=False)
+
+
+@cli.command()
+@click.option("--subscriber", "email", help="Preview the edition this subscriber gets (their topics).")
+@click.option("--topics", "topic_list", help="Preview these topics, comma-separated (default: all).")
+@click.option("--week", help="An ISO week such as 2026-W47 (default: the edition that would go out now).")
+@click.option("--out", type=click.Path(dir_okay=False), help="Where to write it (default: digest-preview-WEEK.html).")
+@click.option("--open", "open_browser", is_flag=True, help="Open the preview in your web browser.")
+@click.option("--text", "as_text", is_flag=True, help="The plain-text part instead of the HTML.")
+@click.pass_obj
+def preview(
+    state: _State,
+    email: str | None,
+    topic_list: str | None,
+    week: str | None,
+    out: str | None,
+    open_browser: bool,
+    as_text: bool,
+) -> None:
+    """Compose the week's edition from the stored posts and write it to a file to look at.
+
+    The filter runs first (as the weekly job would) and its decisions are recorded.
+
+    \b
+    Examples:
+      digest preview --open
+      digest preview --topics "Interoperability" --week 2026-W47 --open
+      digest preview --subscriber reader@example.org --text
+    """
+    from .compose import personalize
+
+    settings = state.settings()
+    topics = _selection(settings, email, topic_list)
+    with Store.open(settings.database_url) as store, _busy("composing", False):
+        composer = composer_for(settings, store, now=_now(), week=week)
+    edition = composer.edition(topics)
+    if edition is None:
+        err.print(
+            f"No posts matched {', '.join(topics)} in {composer.week}: an empty week sends nothing "
+            "(set [digest] quiet_week = true for a one-line note).",
+            markup=False,
+        )
+        raise SystemExit(EXIT_FAILED)
+    links = _preview_links(settings)
+    edition = personalize(
+        edition, unsubscribe_url=links + "unsubscribe", preferences_url=links + "preferences", name=""
+    )
+    body = edition.text if as_text else edition.html
+    if as_text and not out and not open_browser:
+        out_console = Console(highlight=False, soft_wrap=True, markup=False)
+        out_console.print(body, markup=False)
+        return
+    path = Path(out or f"digest-preview-{edition.week}.{'txt' if as_text else 'html'}").resolve()
+    path.write_text(body, encoding="utf-8")
+    err.print(f"wrote {path}: {edition.subject}", markup=False)
+    if open_browser:
+        webbrowser.open(path.as_uri())
+
+
+def _selection(settings: config_mod.Settings, email: str | None, topic_list: str | None) -> list[str]:
+    names = [t.name for t in settings.topics]
+    if email:
+        match = next((s for s in settings.subscribers if s.email.lower() == email.lower()), None)
+        if match is None:
+            raise DigestError(f"{email}: no such subscriber in {settings.path}")
+        return list(match.topics or names)
+    if topic_list:
+        chosen = [t.strip() for t in topic_list.split(",") if t.strip()]
+        unknown = [t for t in chosen if t not in names]
+        if unknown:
+            raise click.UsageError(f"unknown topic {unknown[0]!r}; configured: {', '.join(names)}")
+        return chosen
+    return names
+
+
+def _preview_links(settings: config_mod.Settings) -> str:
+    base = settings.subscription.public_url
+    return f"{base.rstrip('/')}/preview/" if base else "#"
 
 
 @cli.command(name="eval")

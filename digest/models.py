@@ -5,7 +5,8 @@ Collectors turn each payload into a `Post` at the edge; nothing downstream reads
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+import json
+from dataclasses import asdict, dataclass, field
 from datetime import datetime
 
 __all__ = ["Author", "Decision", "Engagement", "Media", "Post", "SourceState"]
@@ -115,3 +116,13 @@ class Decision:
     @property
     def kept(self) -> bool:
         return bool(self.topics)
+
+    def to_json(self) -> str:
+        """The record as a JSON object."""
+        return json.dumps(asdict(self), sort_keys=True)
+
+    @classmethod
+    def from_json(cls, text: str) -> Decision:
+        """Rebuild a record written by `to_json`."""
+        data = json.loads(text)
+        return cls(tuple(data["topics"]), data["scores"], data["thresholds"], float(data["noise_score"]))

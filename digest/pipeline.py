@@ -1,19 +1,25 @@
 """The weekly job as numbered steps a reader follows top to bottom; each step is also a command.
 
-1. collect   every source, into the store            (digest collect)
-2. filter    the window's posts by topic, recorded    (digest filter)
+1. collect   every source, into the store                     (digest collect)
+2. filter    the edition's posts by topic, each decision kept  (digest filter)
+3. compose   one edition per topic selection                   (digest preview)
 """
 
 from __future__ import annotations
 
-from datetime import datetime, timedelta
+from datetime import UTC, date, datetime, timedelta
+from typing import TYPE_CHECKING
+from zoneinfo import ZoneInfo
 
 from .config import Settings
 from .errors import DigestError
 from .models import Post
 from .store import FilterRun, Store
 
-__all__ = ["explain_post", "run_filter", "window"]
+if TYPE_CHECKING:
+    from .compose import Composer
+
+__all__ = ["composer_for", "edition_period", "explain_post", "run_filter", "window"]
 
 
 def window(now: datetime, days: int) -> tuple[datetime, datetime]:
@@ -21,13 +27,35 @@ def window(now: datetime, days: int) -> tuple[datetime, datetime]:
     return now - timedelta(days=days), now
 
 
-def run_filter(settings: Settings, store: Store, *, now: datetime) -> FilterRun:
-    """Step 2: decide the topics of every post in the window, and record each decision."""
+def edition_period(settings: Settings, week: str | None, now: datetime) -> tuple[str, datetime, datetime]:
+    """The ISO week an edition is labelled with and the span it covers, in UTC.
+
+    With no week, the edition is the one that would go out now: the ``window_days`` before now.
+    For a named week, the span ends at that week's send time (``send_on``), or now if that is later.
+    """
+    from .compose import current_week
+
+    zone = ZoneInfo(settings.digest.timezone)
+    if week is None:
+        return current_week(now, zone), *window(now, settings.digest.window_days)
+    try:
+        year, number = (int(part) for part in week.split("-W"))
+        weekday, at = settings.digest.schedule
+        send = datetime.combine(date.fromisocalendar(year, number, weekday + 1), at, zone).astimezone(UTC)
+    except ValueError:
+        raise DigestError(f"{week!r} is not an ISO week such as '2026-W47'") from None
+    return week, *window(min(send, now), settings.digest.window_days)
+
+
+def run_filter(
+    settings: Settings, store: Store, *, now: datetime, period: tuple[datetime, datetime] | None = None
+) -> FilterRun:
+    """Step 2: decide the topics of every post in the period (default: the window before now), record each."""
     from .topics import TopicFilter  # scikit-learn loads only for the commands that need it
 
     if not settings.topics:
         raise DigestError(f"{settings.path}: no [[topics]] configured; the filter needs at least one")
-    since, until = window(now, settings.digest.window_days)
+    since, until = period or window(now, settings.digest.window_days)
     posts = store.posts(since, until)
     decisions = TopicFilter(settings.topics).fit([p.document() for p in posts]).decisions()
     names = [t.name for t in settings.topics]
@@ -57,3 +85,25 @@ def explain_post(settings: Settings, store: Store, id_or_url: str, top: int = 8)
     specs = [t for t in settings.topics if t.name in run.topics]
     fitted = TopicFilter(specs).fit([p.document() for p in batch])
     return post, fitted.explain([p.id for p in batch].index(post.id), top)
+
+
+def composer_for(settings: Settings, store: Store, *, now: datetime, week: str | None = None) -> Composer:
+    """Steps 2 and 3: filter the edition's posts, then prepare the composer that renders every selection."""
+    from .compose import Composer
+
+    label, since, until = edition_period(settings, week, now)
+    run = run_filter(settings, store, now=now, period=(since, until))
+    kept = {pid: {t: d.scores[t] for t in d.topics} for pid, d in run.verdicts if d.topics}
+    return Composer(
+        store.posts(since, until),
+        kept,
+        title=settings.digest.title,
+        timezone=settings.digest.timezone,
+        week=label,
+        now=now,
+        topics=[t.name for t in settings.topics],
+        period=(since, until),
+        public_url=settings.subscription.public_url,
+        quiet_week=settings.digest.quiet_week,
+        templates_dir=settings.templates_dir,
+    )

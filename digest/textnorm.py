@@ -1,32 +1,32 @@
-"""Turn a raw post into plain lowercase words for the topic filter.
+"""Turn a raw post into plain lowercase words: the topic filter's only view of the text.
 
-Strips URLs, @handles, RT/via boilerplate, HTML, entities and emoji; splits hashtags into words.
+Strips URLs, @handles, RT/via boilerplate, HTML tags and entities, emoji and punctuation; splits
+hashtags into words (``#HealthIT`` -> ``health it``, ``#digitalhealth`` -> ``digital health``).
 """
 
 from __future__ import annotations
 
 import html
 import re
+import string
 from functools import lru_cache
+from types import ModuleType
 
-__all__ = ["normalize", "normalize_many", "split_hashtag"]
+__all__ = ["BOILERPLATE", "normalize", "normalize_many", "split_hashtag"]
 
-_TAG_HTML = re.compile(r"<[^<>\n]{1,300}>")
-_URL = re.compile(
-    r"\b(?:https?:|www\.)\S*"  # full or truncated links
-    r"|\b(?:[a-z0-9-]+\.)+[a-z]{2,}/\S*"  # bare short links: bit.ly/x, pic.twitter.com/x
-    r"|\bhttps?(?=…)",
-    re.IGNORECASE,
-)
-# A handle: @user, @user@server.social, @user.bsky.social; also the RT/MT/via/cc/h/t before it.
-_HANDLE = re.compile(
-    r"(?:\b(?:RT|MT|via|cc|h/t|HT)\b:?\s*)?(?<![\w@/])@\w+(?:[.-]\w+)*(?:@\w+(?:[.-]\w+)+)?:?",
-)
-_BOILERPLATE = re.compile(
-    r"^\s*(?:RT|MT)\b:?|\((?:cont|contd|thread)\.?\)|\[thread\]|\b\d{1,2}/\d{1,2}$",
-    re.IGNORECASE | re.MULTILINE,
-)
-_HASHTAG = re.compile(r"(?<![\w&#])#(\w+)")
+# Words that only ever mark the shape of a post, never its subject.
+BOILERPLATE = frozenset({"rt", "mt", "via", "cc", "ht", "amp", "nbsp", "cont", "contd", "pic", "http", "https"})
+
+# Patterns start with a literal where they can (the engine then skips ahead), and run only when a cheap
+# `in` test says they may match: posts are short but many.
+_URL = re.compile(r"https?(?::\S*|(?=…))")  # full or truncated (http…)
+_WWW = re.compile(r"www\.\S*")
+_BARE_LINK = re.compile(r"(?:[A-Za-z0-9-]+\.)+[A-Za-z]{2,}/\S*")  # bit.ly/x, pic.twitter.com/x
+_HANDLE = re.compile(r"@(?<![\w@/]@)\w+(?:[.-]\w+)*(?:@\w+(?:[.-]\w+)+)?")  # @u, @u@server.social, @u.bsky.social
+_LEAD_RT = re.compile(r"\A\s*(?:RT|MT)\b:?")
+_HTML_TAG = re.compile(r"<[^<>\n]{1,300}>")
+_HASHTAG = re.compile(r"#(?<![\w&#]#)(\w+)")
+_NONWORD = re.compile(r"[\W_]+")
 # Camel-case pieces of an ASCII hashtag; digits stay on the word before them (COVID19, HL7).
 _CAMEL = re.compile(
     r"[a-z][A-Z][a-z]+\d*"  # iPhone, eHealth
@@ -34,27 +34,33 @@ _CAMEL = re.compile(
     r"|[A-Z]+\d*(?=[A-Z][a-z])|[A-Z]?[a-z]+\d*|[A-Z]+\d*|\d+"
 )
 _LOWER_RUN = re.compile(r"([a-z]+)(\d*)")
-_NONWORD = re.compile(r"[\W_]+")
-_MIN_SEGMENT_LEN = 6  # shorter lowercase tags are mostly acronyms (#ehr, #nhs, #hcldr): keep whole
+_MIN_SEGMENT_LEN = 6  # shorter lowercase tags are mostly acronyms (#ehr, #nhs, #hcldr): keep them whole
+# Two-letter words a hashtag may really contain (#healthit, #getonboard); other pairs are a bad split (#foodie).
+_SHORT_WORDS = frozenset({
+    "ai", "an", "as", "at", "be", "by", "do", "go", "he", "if", "in", "is", "it", "me",
+    "my", "no", "of", "on", "or", "so", "to", "tv", "uk", "up", "us", "we", "eu", "vr",
+})  # fmt: skip
+# ASCII fast path: lowercase letters, keep digits, every other byte becomes a space.
+_ASCII_TABLE = bytes(
+    c if chr(c) in string.ascii_lowercase + string.digits else c + 32 if chr(c) in string.ascii_uppercase else 32
+    for c in range(256)
+)
 
 
-def _segmenter() -> object:
-    """The `wordsegment` model, loaded once and only when a run-together hashtag needs it."""
-    import wordsegment
+@lru_cache(maxsize=1)
+def _segmenter() -> ModuleType:
+    """`wordninja` (English unigram costs, ~30 MB), imported only when a run-together hashtag needs it."""
+    import wordninja
 
-    if not wordsegment.UNIGRAMS:
-        wordsegment.load()
-    return wordsegment
+    return wordninja
 
 
 def _segment_run(run: str) -> list[str]:
-    """Split a lowercase ASCII run such as ``digitalhealth``; keep it whole unless every part is a real word."""
+    """Split a lowercase ASCII run (``digitalhealth``); keep it whole unless every part is a real word."""
     if len(run) < _MIN_SEGMENT_LEN:
         return [run]
-    ws = _segmenter()
-    parts: list[str] = ws.segment(run)  # type: ignore[attr-defined]
-    unigrams: dict[str, float] = ws.UNIGRAMS  # type: ignore[attr-defined]
-    if len(parts) > 1 and all(len(p) > 1 and p in unigrams for p in parts):
+    parts: list[str] = _segmenter().split(run)
+    if len(parts) > 1 and all(len(p) > 2 or p in _SHORT_WORDS for p in parts):
         return parts
     return [run]
 
@@ -80,23 +86,41 @@ def _hashtag_words(match: re.Match[str]) -> str:
     return " " + split_hashtag(match.group(1)) + " "
 
 
-def normalize(text: str) -> str:
-    """Plain lowercase words separated by single spaces; ``""`` when nothing topical is left."""
-    if not text:
-        return ""
+def _strip_markup(text: str) -> str:
+    """Entities, tags, links, handles and a leading RT: everything that is not the author's words."""
     if "&" in text:
         text = html.unescape(text)
     if "<" in text:
-        text = _TAG_HTML.sub(" ", text)
-    text = _URL.sub(" ", text)
+        text = _HTML_TAG.sub(" ", text)
+    if "http" in text:
+        text = _URL.sub(" ", text)
+    if "www." in text:
+        text = _WWW.sub(" ", text)
+    if "/" in text:
+        text = _BARE_LINK.sub(" ", text)
     if "@" in text:
         text = _HANDLE.sub(" ", text)
-    text = _BOILERPLATE.sub(" ", text)
+    if text[:3].lstrip()[:2] in ("RT", "MT"):
+        text = _LEAD_RT.sub(" ", text)
+    return text
+
+
+def normalize(text: str) -> str:
+    """Plain lowercase words separated by single spaces; ``""`` when nothing is left (no evidence)."""
+    if not text:
+        return ""
+    text = _strip_markup(text)
     if "#" in text:
         text = _HASHTAG.sub(_hashtag_words, text)
-    return _NONWORD.sub(" ", text.lower()).strip()
+    if text.isascii():
+        words = text.encode().translate(_ASCII_TABLE).decode().split()
+    else:
+        words = _NONWORD.sub(" ", text.lower()).split()
+    if not BOILERPLATE.isdisjoint(words):
+        words = [w for w in words if w not in BOILERPLATE]
+    return " ".join(words)
 
 
 def normalize_many(texts: list[str]) -> list[str]:
-    """`normalize` over a batch (same result as one by one)."""
+    """`normalize` over a batch, one result per text."""
     return [normalize(t) for t in texts]

@@ -134,3 +134,23 @@ def test_eval_without_label_column_is_a_clear_error(tmp_path: Path, capsys: pyte
     config.write_text(shipped_topics(), encoding="utf-8")
     assert run_cli("--config", str(config), "eval", str(data)) == 1
     assert "no label or text column" in capsys.readouterr().err
+
+
+def test_preview_writes_the_edition(filtered: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    out = tmp_path / "preview.html"
+    # The fixture posts are from week 47 of 2026; the edition for that week covers the 7 days before Friday 07:00.
+    week = ["--config", str(filtered), "preview", "--week", "2026-W47"]
+    assert run_cli(*week, "--out", str(out)) == 0
+    html = out.read_text(encoding="utf-8")
+    assert "Mapping ADT" in html and "Interoperability" in html
+    assert "FHIR R6 ballot opens" not in html  # published after that week's send time: next week's edition
+    assert "office lunch" not in html.lower()  # dropped as off-topic
+    assert "%%" not in html  # every placeholder filled in
+    assert run_cli(*week, "--text", "--topics", "Interoperability") == 0
+    text = capsys.readouterr().out
+    assert "== Interoperability ==" in text and "== Health IT ==" not in text
+
+
+def test_preview_rejects_an_unknown_topic(filtered: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    assert run_cli("--config", str(filtered), "preview", "--topics", "Gardening") == 2
+    assert "unknown topic 'Gardening'" in capsys.readouterr().err

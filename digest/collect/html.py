@@ -18,6 +18,7 @@ _BLOCKS = {"p", "div", "br", "li", "ul", "ol", "blockquote", "h1", "h2", "h3", "
 _SPACES = re.compile(r"[ \t\u00a0]+")
 _ANY_SPACE = re.compile(r"\s+")
 _LINES = re.compile(r"\s*\n\s*")
+_ABSOLUTE = re.compile(r"^(?:[a-zA-Z][a-zA-Z0-9+.-]*:|#)")
 _TAG_PATH = re.compile(r"/tags?/([^/?#]+)/?$|/hashtag/([^/?#]+)/?$")
 
 
@@ -26,6 +27,7 @@ class Scanned:
     """What a post's HTML says: plain text and the links, hashtags, mentions and images in it."""
 
     text: str = ""
+    html: str = ""  # the markup with every link and image made absolute
     links: list[str] = field(default_factory=list)
     tags: list[str] = field(default_factory=list)
     mentions: list[str] = field(default_factory=list)
@@ -39,7 +41,7 @@ def plain(text: str) -> str:
 
 def scan_html(markup: str, base: str = "") -> Scanned:
     """Plain text, links, hashtags, mentions and images of an HTML fragment, hrefs made absolute."""
-    result = Scanned()
+    result = Scanned(html=markup)
     if not markup or not markup.strip():
         return result
     if "<" not in markup:
@@ -50,16 +52,21 @@ def scan_html(markup: str, base: str = "") -> Scanned:
     except (lxml.etree.ParserError, ValueError):
         result.text = _tidy(re.sub(r"<[^>]+>", " ", markup))
         return result
+    relative = False
     for el in root.iter("a", "img"):
+        raw = (el.get("src") or el.get("data-src") or "") if el.tag == "img" else (el.get("href") or "")
+        relative = relative or bool(raw and not _ABSOLUTE.match(raw))
         if el.tag == "img":
-            src = el.get("src") or el.get("data-src") or ""
-            if src and not src.startswith("data:"):
-                result.images.append(Media(absolute(src, base), "image", plain(el.get("alt") or "")))
+            if raw and not raw.startswith("data:"):
+                result.images.append(Media(absolute(raw, base), "image", plain(el.get("alt") or "")))
             continue
-        href = absolute(el.get("href") or "", base)
-        if not href.startswith(("http://", "https://")):
-            continue
-        _classify_anchor(el, href, result)
+        href = absolute(raw, base)
+        if href.startswith(("http://", "https://")):
+            _classify_anchor(el, href, result)
+    if relative and base:  # later stages see the post without its feed's base: make links absolute now
+        root.make_links_absolute(base, handle_failures="ignore")
+        result.html = "".join(lxml.html.tostring(child, encoding="unicode") for child in root)
+        result.html = (root.text or "") + result.html
     result.text = _text(root)
     return result
 

@@ -1,0 +1,239 @@
+"""Tests of the topic filter: the normalizer, decisions on small batches, explain, evaluate and dev.csv targets."""
+
+from __future__ import annotations
+
+import csv
+import json
+import tomllib
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+
+from digest.topics import Decision, Explanation, TopicFilter, classify, evaluate, explain, normalize
+
+FIXTURES = Path(__file__).resolve().parent / "fixtures"
+DEV_CSV = Path(__file__).resolve().parents[2] / "shared" / "data" / "topics" / "dev.csv"
+
+
+@dataclass(frozen=True)
+class Topic:
+    """A stand-in for the config model: the fields `digest.topics.TopicSpec` reads."""
+
+    name: str
+    description: str = ""
+    keywords: tuple[str, ...] = ()
+    examples: tuple[str, ...] = ()
+    exclude: tuple[str, ...] = ()
+    threshold: float | None = None
+
+
+HEALTH_IT = Topic(
+    name="Health IT",
+    description=(
+        "Health information technology: electronic health records, interoperability standards such as HL7 and "
+        "FHIR, health data exchange, telehealth and digital health tools for hospitals, clinicians and patients."
+    ),
+    keywords=(
+        "EHR", "electronic health record", "FHIR", "HL7", "interoperability", "health information exchange",
+        "telehealth", "telemedicine", "digital health", "patient portal", "#HealthIT", "#HITsm",
+    ),
+)  # fmt: skip
+CLIMATE = Topic(
+    name="Climate",
+    description=(
+        "Climate change and the energy transition: greenhouse gas emissions, global warming, extreme weather, "
+        "renewable energy and climate policy."
+    ),
+    keywords=(
+        "climate", "climate change", "global warming", "emissions", "carbon", "methane", "sea level",
+        "renewable energy", "solar", "wind", "IPCC", "#ClimateChange",
+    ),
+)  # fmt: skip
+LUNCH = "Lunch 🍜 ramen with a soft egg at the corner place, so good! pic.twitter.com/x1y2z3 #foodie"
+FHIR_RELEASE = (
+    "FHIR R6 ballot is open: HL7 asks implementers for comments on the new release https://hl7.org/fhir #FHIR"
+)
+
+
+def _small_csv() -> tuple[list[str], list[set[str]]]:
+    with (FIXTURES / "topics_small.csv").open(encoding="utf-8", newline="") as f:
+        rows = list(csv.DictReader(f))
+    return [r["text"] for r in rows], [set(filter(None, r["labels"].split(";"))) for r in rows]
+
+
+def _batch() -> list[str]:
+    texts, _ = _small_csv()
+    return [*texts, LUNCH, FHIR_RELEASE]
+
+
+# --- normalize --------------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        ("#HealthIT", "health it"),
+        ("#digitalhealth", "digital health"),
+        ("#FHIR", "fhir"),
+        ("#OpeningDay #nowplaying", "opening day now playing"),
+        ("#COVID19 and #covid19", "covid19 and covid19"),
+        ("#foodie #mhealth #ehr", "foodie mhealth ehr"),  # no junk splits, acronyms stay whole
+    ],
+)
+def test_normalize_splits_hashtags(text: str, expected: str) -> None:
+    assert normalize(text) == expected
+
+
+def test_normalize_strips_urls_and_handles() -> None:
+    text = (
+        "RT @alice: Read this https://example.org/a?b=1 and www.example.com/x via @bob@mastodon.social "
+        "(cc @carol.bsky.social) bit.ly/3abc pic.twitter.com/xyz http…"
+    )
+    assert normalize(text) == "read this and"
+
+
+def test_normalize_strips_markup_and_entities() -> None:
+    assert normalize("Tom &amp; Jerry <b>bold</b> &lt;3 don&#39;t") == "tom jerry bold 3 don t"
+
+
+def test_normalize_drops_emoji_and_punctuation() -> None:
+    assert normalize("Great news!!! 🎉🔥 — really… “quoted”") == "great news really quoted"
+    assert normalize("🙂🙂🙂") == ""
+    assert normalize("") == ""
+    assert normalize("a") == "a"
+
+
+def test_normalize_keeps_non_english_words() -> None:
+    assert normalize("Die Grippewelle erreicht Berlin #Gesundheit") == "die grippewelle erreicht berlin gesundheit"
+    assert normalize("Vacunación contra la gripe: ¡ya! #santé") == "vacunación contra la gripe ya santé"
+    assert normalize("流感疫苗 😷 #健康") == "流感疫苗 健康"
+
+
+def test_normalize_is_stable_on_its_own_output() -> None:
+    for text in [LUNCH, FHIR_RELEASE, "RT @x: #HealthIT news https://t.co/1"]:
+        once = normalize(text)
+        assert normalize(once) == once
+
+
+# --- decisions --------------------------------------------------------------------------------------------
+
+
+def test_lunch_dropped_and_fhir_release_kept_in_a_small_batch() -> None:
+    batch = _batch()
+    decisions = TopicFilter([HEALTH_IT, CLIMATE]).fit(batch).decisions()
+    assert len(decisions) == len(batch)
+    lunch, fhir = decisions[-2], decisions[-1]
+    assert lunch.topics == ()
+    assert fhir.topics == ("Health IT",)
+    assert fhir.scores["Health IT"] >= fhir.thresholds["Health IT"] > fhir.noise_score
+    assert set(fhir.scores) == set(fhir.thresholds) == {"Health IT", "Climate"}
+
+
+def test_posts_without_words_have_no_evidence() -> None:
+    decisions = classify([*_batch(), "", "🎉🎉", "https://example.org/only-a-link"], [HEALTH_IT, CLIMATE])
+    for d in decisions[-3:]:
+        assert d.topics == ()
+        assert d.scores == {"Health IT": 0.0, "Climate": 0.0}
+
+
+def test_a_topic_nothing_matches_keeps_nothing() -> None:
+    unmatched = Topic("Beekeeping", "Bees, hives and honey harvests.", ("beekeeping", "apiary", "honeybee"))
+    decisions = classify(_batch(), [unmatched, HEALTH_IT])
+    assert not any("Beekeeping" in d.topics for d in decisions)
+    assert any("Health IT" in d.topics for d in decisions)
+
+
+def test_threshold_override_and_exclude() -> None:
+    batch = _batch()
+    strict = Topic(**{**HEALTH_IT.__dict__, "threshold": 0.99})
+    assert not any(d.topics for d in classify(batch, [strict]))
+    ransomware = next(i for i, t in enumerate(batch) if "Ransomware" in t)
+    plain = TopicFilter([HEALTH_IT]).fit(batch).decisions()[ransomware]
+    noisy = Topic(**{**HEALTH_IT.__dict__, "exclude": ("ransomware", "attack")})
+    excluded = TopicFilter([noisy]).fit(batch).decisions()[ransomware]
+    assert excluded.scores["Health IT"] < plain.scores["Health IT"]
+    assert excluded.topics == ()
+
+
+def test_empty_batch_and_no_topics() -> None:
+    assert TopicFilter([HEALTH_IT]).fit([]).decisions() == []
+    decisions = classify(["hello world", "#FHIR news"], [])
+    assert [d.topics for d in decisions] == [(), ()]
+
+
+def test_same_input_same_output() -> None:
+    batch = _batch()
+    first = [d.to_json() for d in classify(batch, [HEALTH_IT, CLIMATE])]
+    second = [d.to_json() for d in classify(batch, [HEALTH_IT, CLIMATE])]
+    assert first == second
+
+
+def test_decision_round_trips_through_json() -> None:
+    decision = classify(_batch(), [HEALTH_IT, CLIMATE])[-1]
+    stored = decision.to_json()
+    assert json.loads(stored)["topics"] == ["Health IT"]
+    assert Decision.from_json(stored) == decision
+
+
+# --- explain ----------------------------------------------------------------------------------------------
+
+
+def test_explain_names_the_words_that_weighed() -> None:
+    batch = _batch()
+    fitted = TopicFilter([HEALTH_IT, CLIMATE]).fit(batch)
+    why = explain(fitted, len(batch) - 1, top=5)
+    assert isinstance(why, Explanation)
+    assert why.decision == fitted.decisions()[-1]
+    assert why.text == normalize(FHIR_RELEASE)
+    terms = why.terms["Health IT"]
+    assert 0 < len(terms) <= 5
+    assert [abs(w) for _, w in terms] == sorted((abs(w) for _, w in terms), reverse=True)
+    assert dict(terms).get("fhir", 0) > 0
+    lunch = fitted.explain(len(batch) - 2)
+    assert all(w < 0 for _, w in lunch.terms["Health IT"][:2])
+
+
+# --- evaluate ---------------------------------------------------------------------------------------------
+
+
+def test_evaluate_small_csv() -> None:
+    texts, labels = _small_csv()
+    report = evaluate(texts, labels, [HEALTH_IT, CLIMATE])
+    assert report["topics"]["Health IT"] == {"precision": 1.0, "recall": 1.0, "f1": 1.0, "support": 14}
+    assert report["topics"]["Climate"] == {"precision": 1.0, "recall": 1.0, "f1": 1.0, "support": 12}
+    assert report["off_topic"] == {"rows": 16, "dropped": 1.0}
+    assert report["posts_per_second"] > 0
+    json.dumps(report)  # plain numbers only, ready for `digest eval --json`
+
+
+# --- the shared development set ---------------------------------------------------------------------------
+
+
+def _dev_topics() -> list[Topic]:
+    data = tomllib.loads((FIXTURES / "dev-topics.toml").read_text(encoding="utf-8"))
+    return [Topic(t["name"], t.get("description", ""), tuple(t.get("keywords", ()))) for t in data["topics"]]
+
+
+@pytest.fixture(scope="module")
+def dev() -> tuple[list[str], list[set[str]]]:
+    if not DEV_CSV.is_file():
+        pytest.skip(f"labelled development set not found at {DEV_CSV} (it lives in shared/, beside the repo)")
+    with DEV_CSV.open(encoding="utf-8", newline="") as f:
+        rows = list(csv.DictReader(f))
+    return [r["text"] for r in rows], [{r["label"]} if r["label"] else set() for r in rows]
+
+
+def test_dev_csv_meets_targets(dev: tuple[list[str], list[set[str]]]) -> None:
+    texts, labels = dev
+    report = evaluate(texts, labels, _dev_topics())
+    healthcare = report["topics"]["Healthcare"]
+    assert healthcare["support"] == 1500
+    assert healthcare["f1"] >= 0.85, report
+    assert report["off_topic"]["dropped"] >= 0.90, report
+
+
+def test_dev_csv_narrow_topic_keeps_almost_nothing(dev: tuple[list[str], list[set[str]]]) -> None:
+    texts, _ = dev
+    kept = TopicFilter([HEALTH_IT]).fit(texts).kept()[:, 0]
+    assert kept.sum() <= 0.01 * len(texts)
