@@ -26,7 +26,7 @@ from . import config as config_mod
 from .collect import SourceResult, collect, jobs_for
 from .errors import ConfigError, DigestError
 from .models import Decision, Post
-from .pipeline import composer_for, explain_post, run_filter
+from .pipeline import composer_for, explain_post, noise_profile, run_filter
 from .store import FilterRun, Store
 
 __all__ = ["main"]
@@ -457,7 +457,7 @@ def eval_cmd(state: _State, data: str, as_json: bool) -> None:
         raise ConfigError(f"{settings.path}: no [[topics]] configured; eval measures them")
     texts, labels = read_labelled(data)
     with _busy(f"filtering {len(texts)} posts", as_json):
-        report = evaluate(texts, labels, settings.topics)
+        report = evaluate(texts, labels, settings.topics, noise=noise_profile(settings))
     if as_json:
         out.print_json(json.dumps(report))
         return

@@ -27,6 +27,7 @@ __all__ = [
     "CollectSettings",
     "DigestSettings",
     "MailSettings",
+    "NoiseSettings",
     "Settings",
     "Source",
     "Subscriber",
@@ -276,6 +277,14 @@ class Topic(_Model):
     threshold: float | None = Field(None, gt=0, lt=1, description="Optional override of the filter's own threshold.")
 
 
+class NoiseSettings(_Model):
+    """``[noise]``: the off-topic chatter every topic competes with; digest ships a general profile."""
+
+    keywords: tuple[str, ...] = Field((), description="Words and hashtags of chatter to add to the built-in profile.")
+    description: str | None = Field(None, description="Replaces the built-in description of chatter, when given.")
+    replace: bool = Field(False, description="Use only your keywords, not the built-in ones.")
+
+
 class Subscriber(_Model):
     """``[[subscribers]]``: a reader listed in the file, with the topics they receive."""
 
@@ -338,6 +347,7 @@ class Settings:
     subscribers: tuple[Subscriber, ...]
     mail: MailSettings
     subscription: SubscriptionSettings
+    noise: NoiseSettings
 
     @property
     def templates_dir(self) -> Path | None:
@@ -363,6 +373,7 @@ _SECTIONS: dict[str, type[_Model]] = {
     "bluesky": BlueskySettings,
     "mail": MailSettings,
     "subscription": SubscriptionSettings,
+    "noise": NoiseSettings,
 }
 _ARRAYS: dict[str, type[_Model]] = {"topics": Topic, "subscribers": Subscriber}
 _TOP_KEYS = (*_SECTIONS, *_ARRAYS, "sources")

@@ -18,8 +18,9 @@ from .store import FilterRun, Store
 
 if TYPE_CHECKING:
     from .compose import Composer
+    from .topics import NoiseProfile
 
-__all__ = ["composer_for", "edition_period", "explain_post", "run_filter", "window"]
+__all__ = ["composer_for", "edition_period", "explain_post", "noise_profile", "run_filter", "window"]
 
 
 def window(now: datetime, days: int) -> tuple[datetime, datetime]:
@@ -47,6 +48,15 @@ def edition_period(settings: Settings, week: str | None, now: datetime) -> tuple
     return week, *window(min(send, now), settings.digest.window_days)
 
 
+def noise_profile(settings: Settings) -> NoiseProfile:
+    """The built-in noise profile, extended (or replaced) by ``[noise]``."""
+    from .topics import DEFAULT_NOISE, NoiseProfile
+
+    n = settings.noise
+    keywords = n.keywords if n.replace else DEFAULT_NOISE.keywords + n.keywords
+    return NoiseProfile(n.description or DEFAULT_NOISE.description, tuple(dict.fromkeys(keywords)))
+
+
 def run_filter(
     settings: Settings, store: Store, *, now: datetime, period: tuple[datetime, datetime] | None = None
 ) -> FilterRun:
@@ -57,7 +67,9 @@ def run_filter(
         raise DigestError(f"{settings.path}: no [[topics]] configured; the filter needs at least one")
     since, until = period or window(now, settings.digest.window_days)
     posts = store.posts(since, until)
-    decisions = TopicFilter(settings.topics).fit([p.document() for p in posts]).decisions()
+    decisions = (
+        TopicFilter(settings.topics, noise=noise_profile(settings)).fit([p.document() for p in posts]).decisions()
+    )
     names = [t.name for t in settings.topics]
     store.save_filter_run(now, since, until, names, list(zip((p.id for p in posts), decisions, strict=True)))
     run = store.last_filter_run()
@@ -83,7 +95,7 @@ def explain_post(settings: Settings, store: Store, id_or_url: str, top: int = 8)
     posts = {p.id: p for p in store.posts(run.since, run.until)}
     batch = [posts[pid] for pid in ids if pid in posts]
     specs = [t for t in settings.topics if t.name in run.topics]
-    fitted = TopicFilter(specs).fit([p.document() for p in batch])
+    fitted = TopicFilter(specs, noise=noise_profile(settings)).fit([p.document() for p in batch])
     return post, fitted.explain([p.id for p in batch].index(post.id), top)
 
 

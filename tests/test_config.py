@@ -139,6 +139,7 @@ MODELS = (
     config.Subscriber,
     config.MailSettings,
     config.SubscriptionSettings,
+    config.NoiseSettings,
 )
 
 

@@ -154,3 +154,13 @@ def test_preview_writes_the_edition(filtered: Path, tmp_path: Path, capsys: pyte
 def test_preview_rejects_an_unknown_topic(filtered: Path, capsys: pytest.CaptureFixture[str]) -> None:
     assert run_cli("--config", str(filtered), "preview", "--topics", "Gardening") == 2
     assert "unknown topic 'Gardening'" in capsys.readouterr().err
+
+
+def test_noise_section_extends_or_replaces_the_built_in_profile(tmp_path: Path) -> None:
+    from digest.pipeline import noise_profile
+    from digest.topics import DEFAULT_NOISE
+
+    extended = noise_profile(settings_from(tmp_path, '[noise]\nkeywords = ["#caturday"]\n'))
+    assert extended.keywords[-1] == "#caturday" and set(DEFAULT_NOISE.keywords) <= set(extended.keywords)
+    replaced = noise_profile(settings_from(tmp_path, '[noise]\nkeywords = ["#caturday"]\nreplace = true\n'))
+    assert replaced.keywords == ("#caturday",)
