@@ -24,6 +24,7 @@ from rich.table import Table
 from . import __version__
 from . import config as config_mod
 from .collect import SourceResult, collect, jobs_for
+from .delivery import SendReport, send_week
 from .errors import ConfigError, DigestError
 from .models import Decision, Post
 from .pipeline import composer_for, explain_post, noise_profile, run_filter
@@ -432,6 +433,112 @@ def _selection(settings: config_mod.Settings, email: str | None, topic_list: str
 def _preview_links(settings: config_mod.Settings) -> str:
     base = settings.subscription.public_url
     return f"{base.rstrip('/')}/preview/" if base else "#"
+
+
+@cli.command()
+@click.option("--week", help="An ISO week such as 2026-W47 (default: this week's edition).")
+@click.option("--dry-run", is_flag=True, help="Compose and say who would get what; send nothing.")
+@click.option("--to", "only", metavar="EMAIL", help="Send only to this (confirmed) subscriber.")
+@click.option("--json", "as_json", is_flag=True, help="Print the summary as JSON.")
+@click.option("--quiet", "-q", is_flag=True, help="No progress bar; only problems, on stderr.")
+@click.pass_obj
+def send(state: _State, week: str | None, dry_run: bool, only: str | None, as_json: bool, quiet: bool) -> None:
+    """Send the week's edition to every confirmed subscriber, exactly once each.
+
+    Safe to run again: whoever already has this week's edition is skipped, and
+    after a crash a re-run sends only what was not handed over. With no [mail]
+    smtp, messages are written to the outbox folder as .eml files.
+
+    \b
+    Examples:
+      digest send --dry-run
+      digest send
+      digest send --week 2026-W47 --to reader@example.org
+    """
+    settings = state.settings()
+    with Store.open(settings.database_url) as store, _bar("sending", quiet or as_json) as progress:
+        report = send_week(settings, store, now=_now(), week=week, only=only, dry_run=dry_run, on_progress=progress)
+    _print_send(report, settings, as_json, quiet)
+    if report.stopped or (report.deferred and not report.sent):
+        raise SystemExit(EXIT_FAILED)
+
+
+@cli.command()
+@click.option("--json", "as_json", is_flag=True, help="Print both summaries as JSON.")
+@click.option("--quiet", "-q", is_flag=True, help="No progress bars; only problems, on stderr (for cron).")
+@click.pass_obj
+def run(state: _State, as_json: bool, quiet: bool) -> None:
+    """The weekly job: collect, filter, compose and send this week's edition.
+
+    Each step is also a command of its own (collect, filter, preview, send).
+    Run it from cron or a systemd timer at your send_on time; see the README.
+
+    \b
+    Examples:
+      digest run
+      digest run --quiet      # for cron
+    """
+    settings = state.settings()
+    jobs = jobs_for(settings)
+    with Store.open(settings.database_url) as store:
+        with _progress(len(jobs), quiet or as_json) as advance:
+            collected = collect(settings, store, jobs=jobs, on_result=advance)
+        with _bar("sending", quiet or as_json) as progress:
+            report = send_week(settings, store, now=_now(), on_progress=progress)
+    if as_json:
+        out.print_json(json.dumps({"collect": collected.as_dict(), "send": report.as_dict()}))
+    else:
+        if not quiet:
+            c = collected
+            out.print(
+                f"collected: {c.new_posts} new posts; {c.count('ok') + c.count('not_modified')} sources answered, "
+                f"{c.count('failed')} failed",
+                markup=False,
+            )
+        for e in collected.as_dict()["errors"]:
+            err.print(f"{e['source']}: {e['error']}", markup=False)
+        _print_send(report, settings, False, quiet)
+    if report.stopped:
+        raise SystemExit(EXIT_FAILED)
+
+
+@contextmanager
+def _bar(label: str, quiet: bool) -> Iterator[Callable[[int, int], None]]:
+    if quiet or not err.is_terminal:
+        yield lambda done, total: None
+        return
+    columns = (TextColumn(label), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn())
+    with Progress(*columns, console=err, transient=True) as progress:
+        task = progress.add_task("", total=None)
+
+        def advance(done: int, total: int) -> None:
+            progress.update(task, completed=done, total=total)
+
+        yield advance
+
+
+def _print_send(report: SendReport, settings: config_mod.Settings, as_json: bool, quiet: bool) -> None:
+    if as_json:
+        out.print_json(json.dumps(report.as_dict()))
+        return
+    for email, reason in report.failed:
+        err.print(f"failed   {email}: {reason}", markup=False)
+    for email, reason in report.deferred:
+        err.print(f"deferred {email}: {reason}", markup=False)
+    if report.stopped:
+        err.print(report.stopped, markup=False)
+    if quiet:
+        return
+    verb = "would send" if report.dry_run else "sent"
+    line = (
+        f"{report.week}: {verb} {len(report.sent)}, skipped {len(report.already_sent)} already sent, "
+        f"failed {len(report.failed)}, deferred {len(report.deferred)}; {report.recipients} confirmed subscribers"
+    )
+    out.print(line, markup=False)
+    if report.nothing_to_send:
+        out.print(f"nothing this week for {len(report.nothing_to_send)} (their topics had no posts)", markup=False)
+    if report.via == "outbox" and report.sent and not report.dry_run:
+        out.print(f"no [mail] smtp configured: messages written to {settings.outbox_dir / report.week}", markup=False)
 
 
 @cli.command(name="eval")

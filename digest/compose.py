@@ -38,6 +38,7 @@ __all__ = [
     "environment",
     "inline_css",
     "personalize",
+    "selection",
     "week_bounds",
 ]
 
@@ -187,6 +188,12 @@ def _time_label(moment: datetime) -> str:
     return f"{_DAYS[moment.weekday()]} {moment.day} {_MONTHS[moment.month - 1][:3]}, {moment:%H:%M}"
 
 
+def selection(topics: Sequence[str], order: Sequence[str]) -> tuple[str, ...]:
+    """A topic selection in its one canonical form: no repeats, in the configured order."""
+    rank = {name: i for i, name in enumerate(order)}
+    return tuple(sorted(dict.fromkeys(topics), key=lambda t: (rank.get(t, len(rank)), t)))
+
+
 def edition_path(week: str, topics: Sequence[str]) -> str:
     """Where an edition's web copy lives under the public URL: ``editions/2026-W47/fhir+privacy``."""
     slug = "+".join(re.sub(r"[^a-z0-9]+", "-", t.lower()).strip("-") or "topic" for t in topics)
@@ -297,8 +304,7 @@ class Composer:
         return self._editions[key]
 
     def _selection(self, topics: Sequence[str]) -> tuple[str, ...]:
-        order = {name: i for i, name in enumerate(self.topics)}
-        return tuple(sorted(dict.fromkeys(topics), key=lambda t: (order.get(t, len(order)), t)))
+        return selection(topics, self.topics)
 
     def _compose(self, selection: tuple[str, ...]) -> Edition | None:
         # 3. each story goes to the selected topic it scores best under, then sections are ranked

@@ -306,6 +306,8 @@ class MailSettings(_Model):
     )
     outbox: str = Field("outbox/", description="Folder for .eml files when no SMTP server is set.")
     rate: float = Field(10.0, gt=0, description="Messages per second at most.")
+    ca_file: str | None = Field(None, description="A CA certificate to trust for the SMTP server (a private relay).")
+    bounce_limit: int = Field(3, ge=1, description="Hard bounces after which an address is marked bouncing.")
 
     @field_validator("smtp")
     @classmethod

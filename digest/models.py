@@ -9,7 +9,7 @@ import json
 from dataclasses import asdict, dataclass, field
 from datetime import datetime
 
-__all__ = ["Author", "Decision", "Engagement", "Media", "Post", "SourceState"]
+__all__ = ["Author", "Decision", "Delivery", "Engagement", "Media", "Post", "Recipient", "SourceState"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -126,3 +126,29 @@ class Decision:
         """Rebuild a record written by `to_json`."""
         data = json.loads(text)
         return cls(tuple(data["topics"]), data["scores"], data["thresholds"], float(data["noise_score"]))
+
+
+@dataclass(frozen=True, slots=True)
+class Recipient:
+    """A subscriber a digest goes to: address, name, and the topics chosen (None: every topic)."""
+
+    email: str
+    name: str = ""
+    topics: tuple[str, ...] | None = None
+    status: str = "confirmed"
+    origin: str = "config"
+    bounces: int = 0
+
+
+@dataclass(frozen=True, slots=True)
+class Delivery:
+    """One edition to one subscriber for one week, and how far it got."""
+
+    week: str
+    email: str
+    path: str
+    status: str  # queued, handed_over, sent, failed
+    message_id: str
+    attempts: int = 0
+    answer: str = ""
+    error: str = ""

@@ -3,24 +3,34 @@
 1. collect   every source, into the store                     (digest collect)
 2. filter    the edition's posts by topic, each decision kept  (digest filter)
 3. compose   one edition per topic selection                   (digest preview)
+4. send      each subscriber's copy, exactly once              (digest send; see delivery.py)
 """
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from datetime import UTC, date, datetime, timedelta
 from typing import TYPE_CHECKING
 from zoneinfo import ZoneInfo
 
 from .config import Settings
 from .errors import DigestError
-from .models import Post
+from .models import Post, Recipient
 from .store import FilterRun, Store
 
 if TYPE_CHECKING:
     from .compose import Composer
     from .topics import NoiseProfile
 
-__all__ = ["composer_for", "edition_period", "explain_post", "noise_profile", "run_filter", "window"]
+__all__ = [
+    "composer_for",
+    "edition_period",
+    "explain_post",
+    "noise_profile",
+    "prepare_editions",
+    "run_filter",
+    "window",
+]
 
 
 def window(now: datetime, days: int) -> tuple[datetime, datetime]:
@@ -119,3 +129,24 @@ def composer_for(settings: Settings, store: Store, *, now: datetime, week: str |
         quiet_week=settings.digest.quiet_week,
         templates_dir=settings.templates_dir,
     )
+
+
+def prepare_editions(
+    settings: Settings, store: Store, people: Sequence[Recipient], *, now: datetime, week: str | None = None
+) -> dict[str, str]:
+    """Step 3 for sending: the week's editions for every selection these subscribers have, composed
+    once and stored (so a re-run sends the same ones). Returns each address's edition path; an
+    address whose selection has nothing this week (and no quiet-week note) is left out."""
+    from .compose import edition_path, selection
+
+    label = edition_period(settings, week, now)[0]
+    names = [t.name for t in settings.topics]
+    wanted = {r.email: selection([t for t in (r.topics or names) if t in names] or names, names) for r in people}
+    stored = store.editions(label)
+    missing = {edition_path(label, sel): sel for sel in wanted.values()}.keys() - stored.keys()
+    if missing:
+        composer = composer_for(settings, store, now=now, week=week)
+        made = [composer.edition(sel) for sel in dict.fromkeys(wanted.values())]
+        store.save_editions(label, [(e.path, e.topics, e.subject, e.html, e.text) for e in made if e], now)
+        stored = store.editions(label)
+    return {email: edition_path(label, sel) for email, sel in wanted.items() if edition_path(label, sel) in stored}

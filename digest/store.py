@@ -16,9 +16,9 @@ import sqlalchemy as sa
 from sqlalchemy.engine import Connection, Engine
 
 from .errors import StoreError
-from .models import Author, Decision, Engagement, Media, Post, SourceState
+from .models import Author, Decision, Delivery, Engagement, Media, Post, Recipient, SourceState
 
-__all__ = ["SCHEMA_VERSION", "FilterRun", "Store"]
+__all__ = ["SCHEMA_VERSION", "DeliveryLog", "FilterRun", "Store"]
 
 
 class UTCDateTime(sa.types.TypeDecorator[datetime]):
@@ -133,12 +133,54 @@ decisions = sa.Table(
     sa.Column("noise_score", sa.Float, nullable=False),
 )
 
+subscribers = sa.Table(
+    "subscribers",
+    metadata,
+    sa.Column("email", sa.String, primary_key=True),  # lower-cased
+    sa.Column("name", sa.String, nullable=False, default=""),
+    sa.Column("topics", sa.JSON),  # null: every topic
+    sa.Column("status", sa.String, nullable=False),  # pending, confirmed, unsubscribed, bouncing
+    sa.Column("origin", sa.String, nullable=False),  # config or web
+    sa.Column("bounces", sa.Integer, nullable=False, default=0),
+    sa.Column("created_at", UTCDateTime, nullable=False),
+    sa.Column("updated_at", UTCDateTime, nullable=False),
+)
+
+editions = sa.Table(
+    "editions",
+    metadata,
+    sa.Column("week", sa.String, primary_key=True),
+    sa.Column("path", sa.String, primary_key=True),
+    sa.Column("topics", sa.JSON, nullable=False),
+    sa.Column("subject", sa.String, nullable=False),
+    sa.Column("html", sa.Text, nullable=False),
+    sa.Column("text", sa.Text, nullable=False),
+    sa.Column("created_at", UTCDateTime, nullable=False),
+)
+
+deliveries = sa.Table(
+    "deliveries",
+    metadata,
+    sa.Column("week", sa.String, primary_key=True),
+    sa.Column("email", sa.String, primary_key=True),
+    sa.Column("path", sa.String, nullable=False),  # which edition
+    sa.Column("status", sa.String, nullable=False),  # queued, handed_over, sent, failed
+    sa.Column("message_id", sa.String, nullable=False),
+    sa.Column("attempts", sa.Integer, nullable=False, default=0),
+    sa.Column("answer", sa.String, nullable=False, default=""),
+    sa.Column("error", sa.String, nullable=False, default=""),
+    sa.Column("queued_at", UTCDateTime, nullable=False),
+    sa.Column("updated_at", UTCDateTime, nullable=False),
+    sa.Index("ix_deliveries_status", "week", "status"),
+)
+
 Migration = str | Callable[[Connection], None]
 
 # Migrations from version N-1 to N, applied in order to an existing database. A fresh database
 # is created from `metadata` at SCHEMA_VERSION directly, so add a step here with every change.
 MIGRATIONS: dict[int, Sequence[Migration]] = {
     2: [lambda conn: metadata.create_all(conn, tables=[filter_runs, decisions])],  # the topic filter's record
+    3: [lambda conn: metadata.create_all(conn, tables=[subscribers, editions, deliveries])],  # the mailer's
 }
 SCHEMA_VERSION = 1 + len(MIGRATIONS)
 
@@ -357,6 +399,179 @@ class Store:
             for r in rows
         ]
         return FilterRun(run.id, run.ran_at, run.since, run.until, tuple(_json(run.topics)), verdicts)
+
+    # -- subscribers, editions, deliveries ---------------------------------------------
+
+    def sync_config_subscribers(self, listed: Sequence[Recipient], now: datetime) -> None:
+        """Make the store's subscribers match those listed in feeds.toml: add new ones as confirmed,
+        refresh names and topics, and never revive one who unsubscribed or keeps bouncing."""
+        with self.engine.begin() as conn:
+            known = {r.email: r for r in conn.execute(sa.select(subscribers))}
+            for item in listed:
+                email = item.email.lower()
+                row = {"name": item.name, "topics": list(item.topics) if item.topics is not None else None}
+                if email not in known:
+                    conn.execute(
+                        subscribers.insert().values(
+                            email=email,
+                            status="confirmed",
+                            origin="config",
+                            bounces=0,
+                            created_at=now,
+                            updated_at=now,
+                            **row,
+                        )
+                    )
+                elif known[email].origin == "config":
+                    conn.execute(subscribers.update().where(subscribers.c.email == email).values(updated_at=now, **row))
+
+    def add_subscriber(self, recipient: Recipient, now: datetime) -> None:
+        """Insert or replace one subscriber (the subscription pages use this)."""
+        values = {
+            "email": recipient.email.lower(),
+            "name": recipient.name,
+            "status": recipient.status,
+            "topics": list(recipient.topics) if recipient.topics is not None else None,
+            "origin": recipient.origin,
+            "bounces": recipient.bounces,
+            "updated_at": now,
+        }
+        with self.engine.begin() as conn:
+            done = conn.execute(subscribers.update().where(subscribers.c.email == values["email"]).values(values))
+            if done.rowcount == 0:
+                conn.execute(subscribers.insert().values(created_at=now, **values))
+
+    def subscribers(self, status: str | None = None) -> list[Recipient]:
+        """Every subscriber (or those with one status), by address."""
+        query = sa.select(subscribers).order_by(subscribers.c.email)
+        if status is not None:
+            query = query.where(subscribers.c.status == status)
+        with self.engine.connect() as conn:
+            return [_recipient(row) for row in conn.execute(query)]
+
+    def record_bounce(self, email: str, limit: int, now: datetime) -> bool:
+        """Count a hard bounce; at ``limit`` the address is marked bouncing. True when it now is."""
+        with self.engine.begin() as conn:
+            row = conn.execute(sa.select(subscribers).where(subscribers.c.email == email.lower())).first()
+            if row is None:
+                return False
+            bounces = row.bounces + 1
+            status = "bouncing" if bounces >= limit and row.status == "confirmed" else row.status
+            conn.execute(
+                subscribers.update()
+                .where(subscribers.c.email == row.email)
+                .values(bounces=bounces, status=status, updated_at=now)
+            )
+            return status == "bouncing"
+
+    def save_editions(
+        self, week: str, items: Sequence[tuple[str, Sequence[str], str, str, str]], now: datetime
+    ) -> None:
+        """Keep a week's editions as first composed: (path, topics, subject, html, text), html and text
+        with their placeholders. A re-run of the week sends the same editions."""
+        with self.engine.begin() as conn:
+            have = set(conn.execute(sa.select(editions.c.path).where(editions.c.week == week)).scalars())
+            rows = [
+                {
+                    "week": week,
+                    "path": path,
+                    "topics": list(topics),
+                    "subject": subject,
+                    "html": html,
+                    "text": text,
+                    "created_at": now,
+                }
+                for path, topics, subject, html, text in items
+                if path not in have
+            ]
+            if rows:
+                conn.execute(editions.insert(), rows)
+
+    def editions(self, week: str) -> dict[str, dict[str, Any]]:
+        """A week's stored editions by path."""
+        with self.engine.connect() as conn:
+            rows = conn.execute(sa.select(editions).where(editions.c.week == week).order_by(editions.c.path))
+            return {r.path: {**r._asdict(), "topics": tuple(_json(r.topics))} for r in rows}
+
+    def weeks(self) -> list[str]:
+        """Every week with a stored edition, newest first."""
+        with self.engine.connect() as conn:
+            return list(conn.execute(sa.select(editions.c.week).distinct().order_by(editions.c.week.desc())).scalars())
+
+    def queue_deliveries(self, week: str, items: Sequence[tuple[str, str, str]], now: datetime) -> int:
+        """Queue (email, path, message id) for a week unless already queued; return how many are new."""
+        with self.engine.begin() as conn:
+            have = set(conn.execute(sa.select(deliveries.c.email).where(deliveries.c.week == week)).scalars())
+            rows = [
+                {
+                    "week": week,
+                    "email": email,
+                    "path": path,
+                    "status": "queued",
+                    "message_id": mid,
+                    "attempts": 0,
+                    "answer": "",
+                    "error": "",
+                    "queued_at": now,
+                    "updated_at": now,
+                }
+                for email, path, mid in items
+                if email not in have
+            ]
+            if rows:
+                conn.execute(deliveries.insert(), rows)
+        return len(rows)
+
+    def deliveries(self, week: str) -> list[Delivery]:
+        """A week's deliveries, by address."""
+        query = sa.select(deliveries).where(deliveries.c.week == week).order_by(deliveries.c.email)
+        with self.engine.connect() as conn:
+            return [_delivery(row) for row in conn.execute(query)]
+
+    def delivery_log(self) -> DeliveryLog:
+        """A connection for recording sends one by one, each state change committed durably."""
+        return DeliveryLog(self.engine)
+
+
+class DeliveryLog:
+    """Records delivery states on one connection, each change its own durable transaction
+    (``synchronous=FULL`` on SQLite: a state survives a power loss once recorded)."""
+
+    def __init__(self, engine: Engine) -> None:
+        self.conn = engine.connect()
+        if engine.dialect.name == "sqlite":
+            self.conn.exec_driver_sql("PRAGMA synchronous=FULL")
+        self.conn.commit()
+
+    def mark(self, delivery: Delivery, status: str, now: datetime, **values: Any) -> Delivery:
+        """Move one delivery to ``status`` (with answer, error or attempts) and commit."""
+        self.conn.execute(
+            deliveries.update()
+            .where(deliveries.c.week == delivery.week, deliveries.c.email == delivery.email)
+            .values(status=status, updated_at=now, **values)
+        )
+        self.conn.commit()
+        return Delivery(**{**asdict(delivery), "status": status, **values})
+
+    def close(self) -> None:
+        self.conn.close()
+
+    def __enter__(self) -> DeliveryLog:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+def _recipient(row: Any) -> Recipient:
+    topics = _json(row.topics) if row.topics is not None else None
+    return Recipient(
+        row.email, row.name, tuple(topics) if topics is not None else None, row.status, row.origin, row.bounces
+    )
+
+
+def _delivery(row: Any) -> Delivery:
+    return Delivery(row.week, row.email, row.path, row.status, row.message_id, row.attempts, row.answer, row.error)
 
 
 @dataclass(frozen=True, slots=True)

@@ -1,0 +1,32 @@
+"""Signed, expiring, single-purpose tokens for subscriber links (unsubscribe, preferences, confirm)."""
+
+from __future__ import annotations
+
+from itsdangerous import BadSignature, SignatureExpired, URLSafeTimedSerializer
+
+from .errors import DigestError
+
+__all__ = ["TokenError", "make_token", "read_token"]
+
+# How long a link in an email stays good, per purpose (seconds).
+LIFETIMES = {"unsubscribe": 365 * 86400, "preferences": 90 * 86400, "confirm": 7 * 86400}
+
+
+class TokenError(DigestError):
+    """A link's token is forged, for another purpose, or expired."""
+
+
+def make_token(secret: str, purpose: str, address: str) -> str:
+    """A URL-safe token that says ``address`` for one ``purpose``, signed with ``secret``."""
+    return URLSafeTimedSerializer(secret, salt=f"digest:{purpose}").dumps(address.lower())
+
+
+def read_token(secret: str, purpose: str, token: str, max_age: int | None = None) -> str:
+    """The address a token carries; `TokenError` when it is bad or older than ``max_age``."""
+    serializer = URLSafeTimedSerializer(secret, salt=f"digest:{purpose}")
+    try:
+        return str(serializer.loads(token, max_age=max_age if max_age is not None else LIFETIMES[purpose]))
+    except SignatureExpired:
+        raise TokenError(f"this {purpose} link has expired") from None
+    except BadSignature:
+        raise TokenError(f"this {purpose} link is not valid") from None

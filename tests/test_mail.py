@@ -1,0 +1,319 @@
+"""The mailer against a real SMTP server (aiosmtpd on 127.0.0.1) and the outbox: every confirmed
+subscriber gets exactly one message a week, through flaky servers, refusals and crashes."""
+
+from __future__ import annotations
+
+import json
+import os
+import random
+import signal
+import subprocess
+import sys
+import threading
+import time
+from datetime import timedelta
+from email import message_from_bytes, policy
+from pathlib import Path
+
+import pytest
+from helpers import NOW, make_post, run_cli, settings_from
+from smtpserver import SmtpSink
+
+from digest.config import Settings
+from digest.delivery import send_week
+from digest.store import Store
+
+ROOT = Path(__file__).resolve().parents[1]
+TOPICS = """
+[[topics]]
+name = "Interoperability"
+description = "Exchanging health data between systems: HL7, FHIR, APIs, health information exchange."
+keywords = ["FHIR", "HL7", "interoperability", "API"]
+
+[[topics]]
+name = "Health IT"
+description = "Electronic health records and clinical systems."
+keywords = ["EHR", "EMR", "electronic health record", "Epic"]
+"""
+POSTS = [
+    ("FHIR R6 ballot opens: what changes for implementers", "FHIR"),
+    ("Mapping HL7 v2 ADT messages to FHIR Encounter resources", "FHIR"),
+    ("Bulk FHIR export at forty million resources a night", "FHIR"),
+    ("Our EHR upgrade weekend, hour by hour", "EHR"),
+    ("Epic go-live lessons from a rural hospital EHR team", "EHR"),
+    (".A line that starts with a dot must survive SMTP\n.and so must this one", "FHIR"),
+    ("Lunch today: tacos from the food truck, delicious", ""),
+    ("The dahlias in the garden are finally blooming", ""),
+]
+
+
+def write_config(tmp_path: Path, mail: str, subscribers: list[str], extra: str = "") -> Path:
+    people = "".join(f'[[subscribers]]\nemail = "{e}"\nname = "Reader {i}"\n\n' for i, e in enumerate(subscribers))
+    path = tmp_path / "feeds.toml"
+    path.write_text(f'[digest]\ntitle = "Health IT weekly"\n\n{mail}\n{extra}\n{TOPICS}\n{people}', encoding="utf-8")
+    return path
+
+
+def seed_posts(settings: Settings) -> None:
+    with Store.open(settings.database_url) as store:
+        for i, (text, tag) in enumerate(POSTS):
+            post = make_post(
+                f"https://posts.example/{i}",
+                text=text,
+                html=f"<p>{text}</p>",
+                tags=(tag,) if tag else (),
+                published=NOW - timedelta(hours=3 + i),
+            )
+            store.add_posts("feed:https://posts.example/feed", [post])
+
+
+def smtp_section(port: int, *, tls: str = "none", user: str = "", ca: str = "", rate: int = 100_000) -> str:
+    login = f"{user}:${{SMTP_PASSWORD}}@" if user else ""
+    lines = [
+        f'[mail]\nfrom = "Health IT Weekly <digest@hit.example>"\nsmtp = "smtp://{login}127.0.0.1:{port}"',
+        f'tls = "{tls}"\nrate = {rate}',
+    ]
+    if ca:
+        lines.append(f'ca_file = "{ca}"')
+    return "\n".join(lines) + "\n"
+
+
+def setup(tmp_path: Path, mail: str, people: list[str], extra: str = "") -> Settings:
+    from digest import config
+
+    settings = config.load(write_config(tmp_path, mail, people, extra))
+    seed_posts(settings)
+    return settings
+
+
+def send(settings: Settings, **kwargs):
+    with Store.open(settings.database_url) as store:
+        return send_week(settings, store, now=NOW, **kwargs)
+
+
+PEOPLE = ["ana@example.org", "ben@example.org", "chi@example.org"]
+SUBSCRIPTION = '[subscription]\npublic_url = "https://digest.example.org"\nsecret = "${DIGEST_SECRET}"\n'
+
+
+@pytest.fixture(autouse=True)
+def _secrets(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("DIGEST_SECRET", "test-secret-0123456789")
+    monkeypatch.setenv("SMTP_PASSWORD", "pa55word")
+
+
+def test_messages_parse_back_with_both_parts_and_every_header(tmp_path: Path) -> None:
+    sink = SmtpSink()
+    with sink.running() as port:
+        settings = setup(tmp_path, smtp_section(port), PEOPLE, SUBSCRIPTION)
+        report = send(settings)
+    assert sorted(report.sent) == PEOPLE and not report.failed
+    assert sink.by_recipient() == dict.fromkeys(PEOPLE, 1)
+    msg = next(m for m in sink.messages if m["To"] == "ana@example.org")
+    assert msg.get_content_type() == "multipart/alternative"
+    text = msg.get_body(("plain",)).get_content()
+    html = msg.get_body(("html",)).get_content()
+    assert "FHIR R6 ballot" in text and "FHIR R6 ballot" in html and "Hi Reader 0," in text
+    assert "tacos" not in text.lower()  # off-topic, left out
+    assert msg["From"] == "Health IT Weekly <digest@hit.example>" and msg["Subject"].startswith("Health IT weekly")
+    assert msg["Message-ID"].startswith("<") and msg["Date"]
+    assert msg["List-Id"] == "Health IT weekly <health-it-weekly.hit.example>"
+    assert msg["List-Unsubscribe-Post"] == "List-Unsubscribe=One-Click"
+    one_click, mailto = [part.strip(" <>") for part in msg["List-Unsubscribe"].split(",")]
+    assert one_click.startswith("https://digest.example.org/unsubscribe/") and mailto.startswith(
+        "mailto:digest@hit.example"
+    )
+    assert one_click in text and one_click.replace("&", "&amp;") in html  # the footer's link is the same
+    others = [m["List-Unsubscribe"] for m in sink.messages]
+    assert len(set(others)) == 3  # each subscriber's own signed link
+    assert "%%" not in text and "%%" not in html
+    assert all(len(line) <= 998 for raw in sink.raw for line in raw.split(b"\r\n"))
+
+
+def test_rerun_sends_nothing_twice(tmp_path: Path) -> None:
+    sink = SmtpSink()
+    with sink.running() as port:
+        settings = setup(tmp_path, smtp_section(port), PEOPLE)
+        send(settings)
+        again = send(settings)
+    assert again.sent == [] and sorted(again.already_sent) == PEOPLE
+    assert sink.by_recipient() == dict.fromkeys(PEOPLE, 1)
+
+
+def test_starttls_and_auth(tmp_path: Path) -> None:
+    sink = SmtpSink(tls=True, auth=("digest", "pa55word"), workdir=tmp_path)
+    with sink.running() as port:
+        settings = setup(tmp_path, smtp_section(port, tls="starttls", user="digest", ca=sink.ca_file), PEOPLE)
+        report = send(settings)
+    assert sorted(report.sent) == PEOPLE
+    assert sink.logins == ["digest"]
+
+
+def test_wrong_password_is_a_clear_error(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from digest.errors import DigestError
+
+    monkeypatch.setenv("SMTP_PASSWORD", "wrong")
+    sink = SmtpSink(tls=True, auth=("digest", "pa55word"), workdir=tmp_path)
+    with sink.running() as port:
+        settings = setup(tmp_path, smtp_section(port, tls="starttls", user="digest", ca=sink.ca_file), PEOPLE)
+        with pytest.raises(DigestError, match="login refused: 535"):
+            send(settings)
+        with Store.open(settings.database_url) as store:
+            assert {d.status for d in store.deliveries("2026-W47")} == {"queued"}  # nothing lost, all still to send
+
+
+def test_flaky_server_still_delivers_each_message_exactly_once(tmp_path: Path) -> None:
+    people = [f"reader{i}@example.org" for i in range(40)]
+    sink = SmtpSink(flaky=0.3, drop=0.15, seed=7)
+    with sink.running() as port:
+        settings = setup(tmp_path, smtp_section(port), people)
+        reports = [send(settings)]
+        while reports[-1].deferred and len(reports) < 5:  # what a run could not hand over, the next one does
+            reports.append(send(settings))
+    assert sink.by_recipient() == dict.fromkeys(people, 1)
+    assert sum(len(r.sent) for r in reports) == 40
+
+
+def test_refused_recipient_is_recorded_and_bounces_add_up(tmp_path: Path) -> None:
+    sink = SmtpSink(reject={"gone@example.org"})
+    with sink.running() as port:
+        settings = setup(tmp_path, smtp_section(port), [*PEOPLE, "gone@example.org"], "bounce_limit = 2\n")
+        first = send(settings)
+        assert [e for e, _ in first.failed] == ["gone@example.org"] and "550" in first.failed[0][1]
+        assert sorted(first.sent) == PEOPLE
+        with Store.open(settings.database_url) as store:
+            failed = next(d for d in store.deliveries(first.week) if d.email == "gone@example.org")
+            assert failed.status == "failed" and "No such user" in failed.error
+            assert next(r for r in store.subscribers() if r.email == "gone@example.org").status == "confirmed"
+        second = send(settings, week="2026-W48")  # the next hard bounce reaches the limit
+        assert [e for e, _ in second.failed] == ["gone@example.org"]
+        with Store.open(settings.database_url) as store:
+            assert next(r for r in store.subscribers() if r.email == "gone@example.org").status == "bouncing"
+        third = send(settings, week="2026-W49")
+    assert "gone@example.org" not in [e for e, _ in third.failed] and third.recipients == 3
+
+
+def test_server_down_leaves_everyone_queued_for_the_next_run(tmp_path: Path) -> None:
+    sink = SmtpSink()
+    with sink.running() as port:
+        pass  # the port is free again: nothing listens
+    settings = setup(tmp_path, smtp_section(port), PEOPLE)
+    import digest.delivery
+
+    original = digest.delivery.ATTEMPTS
+    digest.delivery.ATTEMPTS = 1
+    try:
+        report = send(settings)
+    finally:
+        digest.delivery.ATTEMPTS = original
+    assert report.sent == [] and len(report.deferred) == 3
+    with Store.open(settings.database_url) as store:
+        assert {d.status for d in store.deliveries(report.week)} == {"queued"}
+
+
+def test_outbox_is_the_default_and_idempotent(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    config = write_config(tmp_path, "", PEOPLE)
+    from digest import config as config_mod
+
+    seed_posts(config_mod.load(config))
+    assert run_cli("--config", str(config), "send", "--week", "2026-W48") == 0
+    out = capsys.readouterr().out
+    assert "messages written to" in out
+    folder = tmp_path / "outbox" / "2026-W48"
+    files = sorted(p.name for p in folder.iterdir())
+    assert files == [f"{p}.eml" for p in PEOPLE]
+    parsed = message_from_bytes((folder / "ana@example.org.eml").read_bytes(), policy=policy.default)
+    assert parsed.get_body(("html",)) is not None and parsed["List-Unsubscribe"].startswith("<mailto:")
+    before = {p: p.stat().st_mtime_ns for p in folder.iterdir()}
+    assert run_cli("--config", str(config), "send", "--week", "2026-W48", "--json") == 0
+    summary = json.loads(capsys.readouterr().out)
+    assert summary["sent"] == 0 and summary["skipped_already_sent"] == 3
+    assert before == {p: p.stat().st_mtime_ns for p in folder.iterdir()}
+
+
+def test_dry_run_and_to(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    sink = SmtpSink()
+    with sink.running() as port:
+        config = write_config(tmp_path, smtp_section(port), PEOPLE)
+        from digest import config as config_mod
+
+        seed_posts(config_mod.load(config))
+        assert run_cli("--config", str(config), "send", "--week", "2026-W48", "--dry-run", "--json") == 0
+        assert json.loads(capsys.readouterr().out)["sent"] == 3 and sink.messages == []
+        assert run_cli("--config", str(config), "send", "--week", "2026-W48", "--to", "ben@example.org") == 0
+    assert sink.by_recipient() == {"ben@example.org": 1}
+
+
+def test_killed_mid_batch_then_rerun_delivers_exactly_once(tmp_path: Path) -> None:
+    """SIGKILL `digest send` at random points in a 300-subscriber batch, several times, then let it
+    finish: the server has exactly one message per subscriber."""
+    people = [f"r{i:03d}@example.org" for i in range(300)]
+    sink = SmtpSink()
+    rng = random.Random(2026)
+    with sink.running() as port:
+        config = write_config(tmp_path, smtp_section(port), people)
+        from digest import config as config_mod
+
+        seed_posts(config_mod.load(config))
+        command = [sys.executable, "-m", "digest", "--config", str(config), "send", "--week", "2026-W48", "--quiet"]
+        env = {**os.environ, "PYTHONUNBUFFERED": "1"}
+        assert subprocess.run([*command, "--dry-run"], env=env, capture_output=True).returncode == 0  # compose once
+        kills = 0
+        for round_ in range(6):
+            process = subprocess.Popen(command, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+            target = len(sink.messages) + rng.randint(5, 40)
+            if round_ % 2 == 0:  # kill while the server is accepting message number `target`
+                fired = threading.Event()
+
+                def kill_at(
+                    count: int,
+                    target: int = target,
+                    process: subprocess.Popen = process,
+                    fired: threading.Event = fired,
+                ) -> None:
+                    if count >= target and not fired.is_set():
+                        fired.set()
+                        process.send_signal(signal.SIGKILL)
+
+                sink.on_accept = kill_at
+                process.wait(timeout=120)
+                sink.on_accept = None
+            else:  # kill at a random moment
+                time.sleep(rng.uniform(0.6, 1.5))
+                process.send_signal(signal.SIGKILL)
+                process.wait(timeout=60)
+            kills += process.returncode == -signal.SIGKILL
+        final = subprocess.run(command, env=env, capture_output=True, text=True, timeout=300)
+        assert final.returncode == 0, final.stderr
+    assert kills >= 3  # the batch really was interrupted, several times
+    counts = sink.by_recipient()
+    assert sorted(counts) == people
+    assert set(counts.values()) == {1}
+
+
+def test_lines_starting_with_a_dot_survive_smtp(tmp_path: Path) -> None:
+    from digest.mail import Links, MessageTemplate, SmtpMessenger
+
+    body = "first line\n.a line that starts with a dot\n..and two dots\n.\nlast"
+    template = MessageTemplate.build(
+        subject="dots",
+        html="<p>x</p>",
+        text=body,
+        sender="a@hit.example",
+        reply_to=None,
+        list_id="l <l.hit.example>",
+        date=NOW,
+    )
+    links = Links("https://u.example/u", "https://u.example/p", "https://u.example/u", "mailto:a@hit.example")
+    sink = SmtpSink()
+    with sink.running() as port:
+        messenger = SmtpMessenger(f"smtp://127.0.0.1:{port}", "none")
+        committed = []
+        answer = messenger.push(
+            "a@hit.example",
+            "r@example.org",
+            template.render("r@example.org", "<m@x>", links),
+            lambda: committed.append(True),
+        )
+        messenger.close()
+    assert answer.startswith("250") and committed == [True]
+    assert sink.messages[0].get_body(("plain",)).get_content().replace("\r\n", "\n") == body + "\n"
