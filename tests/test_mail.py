@@ -16,7 +16,7 @@ from email import message_from_bytes, policy
 from pathlib import Path
 
 import pytest
-from helpers import NOW, make_post, run_cli, settings_from
+from helpers import NOW, make_post, run_cli
 from smtpserver import SmtpSink
 
 from digest.config import Settings
