@@ -541,6 +541,47 @@ def _print_send(report: SendReport, settings: config_mod.Settings, as_json: bool
         out.print(f"no [mail] smtp configured: messages written to {settings.outbox_dir / report.week}", markup=False)
 
 
+@cli.command()
+@click.option(
+    "--dir",
+    "folder",
+    type=click.Path(file_okay=False),
+    help="Where to leave the files (default: a new temporary folder).",
+)
+@click.option("--no-open", is_flag=True, help="Do not open the edition in a browser (for terminals).")
+@click.pass_obj
+def demo(state: _State, folder: str | None, no_open: bool) -> None:
+    """A first minute with digest: no internet and no config needed.
+
+    Serves a sample week (health-IT accounts, a #HITsm chat, a blog, and the lunch
+    photos that come along) on 127.0.0.1, runs the real pipeline against it
+    (collect over HTTP, filter, compose, send to the outbox) in a temporary folder,
+    prints what was kept and dropped, and opens the edition in your browser.
+
+    \b
+    Examples:
+      digest demo
+      digest demo --no-open --dir ./demo
+    """
+    import tempfile
+
+    from .demo import run_demo
+
+    where = Path(folder) if folder else Path(tempfile.mkdtemp(prefix="digest-demo-"))
+    result = run_demo(where, say=lambda line: out.print(line, markup=False))
+    for topic, lines in result.kept.items():
+        out.print(f"\nkept under {topic} ({len(lines)}):", markup=False)
+        for line in lines[:4]:
+            out.print(f"  + {line}", markup=False)
+    out.print(f"\ndropped as off-topic ({len(result.dropped)}):", markup=False)
+    for line in result.dropped:
+        out.print(f"  - {line}", markup=False)
+    out.print(f"\n4. the edition: {result.preview}\n   the email, as sent: {result.outbox}", markup=False)
+    out.print(f"   try: digest --config {result.folder / 'feeds.toml'} topics show", markup=False)
+    if not no_open:
+        webbrowser.open(result.preview.as_uri())
+
+
 @cli.command(name="eval")
 @click.argument("data", type=click.Path(exists=True, dir_okay=False))
 @click.option("--json", "as_json", is_flag=True, help="Print the report as JSON.")
