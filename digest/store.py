@@ -6,10 +6,11 @@ in a transaction, so a file written by an older digest never loses data.
 
 from __future__ import annotations
 
+import hashlib
 import json
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import asdict, dataclass, fields
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import sqlalchemy as sa
@@ -18,7 +19,7 @@ from sqlalchemy.engine import Connection, Engine
 from .errors import StoreError
 from .models import Author, Decision, Delivery, Engagement, Media, Post, Recipient, SourceState
 
-__all__ = ["SCHEMA_VERSION", "DeliveryLog", "FilterRun", "Store"]
+__all__ = ["SCHEMA_VERSION", "DeliveryLog", "FilterRun", "Store", "suppression_hash"]
 
 
 class UTCDateTime(sa.types.TypeDecorator[datetime]):
@@ -174,6 +175,47 @@ deliveries = sa.Table(
     sa.Index("ix_deliveries_status", "week", "status"),
 )
 
+suppressions = sa.Table(
+    "suppressions",
+    metadata,
+    sa.Column("hash", sa.String, primary_key=True),  # `suppression_hash` of the address; never the address
+    sa.Column("created_at", UTCDateTime, nullable=False),
+)
+
+jobs = sa.Table(
+    "jobs",
+    metadata,
+    sa.Column("name", sa.String, primary_key=True),  # send, collect
+    sa.Column("period", sa.String, primary_key=True),  # the ISO week, or the collection slot
+    sa.Column("status", sa.String, nullable=False),  # running, done, failed
+    sa.Column("owner", sa.String, nullable=False, default=""),  # host:pid of the process running it
+    sa.Column("attempts", sa.Integer, nullable=False, default=0),
+    sa.Column("detail", sa.String, nullable=False, default=""),  # a one-line summary or the error
+    sa.Column("started_at", UTCDateTime, nullable=False),
+    sa.Column("updated_at", UTCDateTime, nullable=False),  # the lease: a running job renews it
+)
+
+# A fixed salt, not the [subscription] secret: a suppression must outlive a rotated secret and work
+# for the command line with no secret at all. It only makes the hashes digest's own; an address
+# can still be tested against the list by someone who has the database and guesses it.
+SUPPRESSION_SALT = b"digest-suppression-v1:"
+
+
+def suppression_hash(address: str) -> str:
+    """The suppression record of an address: SHA-256 of the salt and the trimmed, lower-cased address."""
+    return hashlib.sha256(SUPPRESSION_SALT + address.strip().lower().encode("utf-8")).hexdigest()
+
+
+def _move_unsubscribed_to_suppressions(conn: Connection) -> None:
+    """Migration 4: create the new tables; each unsubscribed row becomes a suppression and is deleted."""
+    metadata.create_all(conn, tables=[suppressions, jobs])
+    gone = conn.execute(sa.select(subscribers.c.email).where(subscribers.c.status == "unsubscribed")).scalars().all()
+    now = datetime.now(UTC)
+    for email in gone:
+        conn.execute(suppressions.insert().values(hash=suppression_hash(email), created_at=now))
+    conn.execute(subscribers.delete().where(subscribers.c.status == "unsubscribed"))
+
+
 Migration = str | Callable[[Connection], None]
 
 # Migrations from version N-1 to N, applied in order to an existing database. A fresh database
@@ -181,10 +223,17 @@ Migration = str | Callable[[Connection], None]
 MIGRATIONS: dict[int, Sequence[Migration]] = {
     2: [lambda conn: metadata.create_all(conn, tables=[filter_runs, decisions])],  # the topic filter's record
     3: [lambda conn: metadata.create_all(conn, tables=[subscribers, editions, deliveries])],  # the mailer's
+    4: [_move_unsubscribed_to_suppressions],  # the subscription pages: suppressions, the serve schedule's jobs
 }
 SCHEMA_VERSION = 1 + len(MIGRATIONS)
 
 _ENGAGEMENT = ("replies", "boosts", "likes", "quotes")
+# Fresh counts for posts seen again; a count the source does not give (None) keeps the stored one.
+_ENGAGEMENT_UPDATE = (
+    posts.update()
+    .where(posts.c.id == sa.bindparam("_id"))
+    .values({k: sa.func.coalesce(sa.bindparam(f"_{k}"), posts.c[k]) for k in _ENGAGEMENT})
+)
 
 
 def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
@@ -262,57 +311,71 @@ class Store:
         with self.engine.connect() as conn:
             return {row.key: SourceState(**row._asdict()) for row in conn.execute(sa.select(sources))}
 
-    def save_source_state(self, state: SourceState, conn: Connection | None = None) -> None:
+    def save_source_state(self, state: SourceState) -> None:
         """Insert or replace one source's state."""
-        values = asdict(state)
-        with _maybe(self.engine, conn) as c:
-            updated = c.execute(sources.update().where(sources.c.key == state.key).values(values))
-            if updated.rowcount == 0:
-                c.execute(sources.insert().values(values))
+        with self.engine.begin() as conn:
+            self._save_states(conn, [state])
 
     # -- posts ----------------------------------------------------------------------------
 
     def add_posts(self, source_key: str, items: Iterable[Post], state: SourceState | None = None) -> int:
-        """Store posts seen through a source; return how many were new.
+        """Store posts seen through a source (and its state, in the same transaction); return how many were new."""
+        return self.add_many([(source_key, list(items), state)])[0]
 
-        A post already stored (by id) gains the source and fresh engagement counts. The
-        source's state, when given, is saved in the same transaction.
+    def add_many(self, batches: Sequence[tuple[str, Sequence[Post], SourceState | None]]) -> list[int]:
+        """Store several sources' posts and states in one transaction; return each source's count of new posts.
+
+        A post already stored (by id) gains the source and fresh engagement counts; a post new in this
+        batch counts as new for the first source that brought it.
         """
-        batch = {post.id: post for post in items}
+        try:
+            return self._add_many(batches)
+        except sa.exc.SQLAlchemyError as exc:
+            raise StoreError(
+                f"{self.engine.url}: cannot store posts: {exc.__class__.__name__}: {exc.orig or exc}"
+            ) from None
+
+    def _add_many(self, batches: Sequence[tuple[str, Sequence[Post], SourceState | None]]) -> list[int]:
         now = datetime.now(UTC)
         with self.engine.begin() as conn:
-            known = set()
-            ids = list(batch)
-            for chunk in _chunks(ids, 500):
-                known.update(conn.execute(sa.select(posts.c.id).where(posts.c.id.in_(chunk))).scalars())
-            new = [post for pid, post in batch.items() if pid not in known]
-            if new:
-                conn.execute(posts.insert(), [_post_row(post, now) for post in new])
-                links = {(post.id, link) for post in new for link in post.links}
-                if links:
-                    conn.execute(post_links.insert(), [{"post_id": p, "url": u} for p, u in links])
-            for pid in known:
-                counts = {k: v for k, v in asdict(batch[pid].engagement).items() if v is not None}
-                if counts:
-                    conn.execute(posts.update().where(posts.c.id == pid).values(counts))
-            seen = (
-                {
-                    row
-                    for row in conn.execute(
-                        sa.select(post_sources.c.post_id).where(
-                            post_sources.c.source == source_key, post_sources.c.post_id.in_(known)
-                        )
-                    ).scalars()
-                }
-                if known
-                else set()
-            )
-            links_rows = [{"post_id": pid, "source": source_key} for pid in batch if pid not in seen]
-            if links_rows:
-                conn.execute(post_sources.insert(), links_rows)
-            if state is not None:
-                self.save_source_state(state, conn)
-        return len(new)
+            ids = {p.id for _, items, _ in batches for p in items}
+            known = _existing(conn, posts.c.id, ids)
+            sourced = {(r.post_id, r.source) for r in _select_in(conn, post_sources, post_sources.c.post_id, known)}
+            counts, fresh, links, pairs, updates = [], {}, set(), set(), []
+            for key, items, _ in batches:
+                count = 0
+                for post in {p.id: p for p in items}.values():
+                    if (post.id, key) not in sourced:
+                        pairs.add((post.id, key))
+                    if post.id in known:
+                        updates.append({"_id": post.id, **{f"_{k}": v for k, v in asdict(post.engagement).items()}})
+                    elif post.id not in fresh:
+                        fresh[post.id] = _post_row(post, now)
+                        links.update((post.id, link) for link in post.links)
+                        count += 1
+                counts.append(count)
+            if fresh:
+                conn.execute(posts.insert(), list(fresh.values()))
+            if links:
+                conn.execute(post_links.insert(), [{"post_id": p, "url": u} for p, u in sorted(links)])
+            if pairs:
+                conn.execute(post_sources.insert(), [{"post_id": p, "source": k} for p, k in sorted(pairs)])
+            if updates:
+                conn.execute(_ENGAGEMENT_UPDATE, updates)
+            self._save_states(conn, [state for _, _, state in batches if state is not None])
+        return counts
+
+    def _save_states(self, conn: Connection, states: Sequence[SourceState]) -> None:
+        if not states:
+            return
+        existing = _existing(conn, sources.c.key, {s.key for s in states})
+        rows = [asdict(s) for s in states]
+        updates = [{"_key": row["key"], **row} for row in rows if row["key"] in existing]
+        if updates:
+            conn.execute(sources.update().where(sources.c.key == sa.bindparam("_key")), updates)
+        inserts = [row for row in rows if row["key"] not in existing]
+        if inserts:
+            conn.execute(sources.insert(), inserts)
 
     def post(self, id_or_url: str) -> Post | None:
         """One post by id, URI or permalink."""
@@ -385,10 +448,14 @@ class Store:
                 conn.execute(decisions.insert(), rows)
         return int(run)
 
-    def last_filter_run(self) -> FilterRun | None:
-        """The newest filter run with its decisions in batch order, or None before the first."""
+    def last_filter_run(self, at_or_before: datetime | None = None) -> FilterRun | None:
+        """The newest filter run (that ran at or before a moment, when given) with its decisions in
+        batch order, or None before the first."""
+        query = sa.select(filter_runs).order_by(filter_runs.c.id.desc()).limit(1)
+        if at_or_before is not None:
+            query = query.where(filter_runs.c.ran_at <= at_or_before)
         with self.engine.connect() as conn:
-            run = conn.execute(sa.select(filter_runs).order_by(filter_runs.c.id.desc()).limit(1)).first()
+            run = conn.execute(query).first()
             if run is None:
                 return None
             rows = conn.execute(
@@ -404,11 +471,15 @@ class Store:
 
     def sync_config_subscribers(self, listed: Sequence[Recipient], now: datetime) -> None:
         """Make the store's subscribers match those listed in feeds.toml: add new ones as confirmed,
-        refresh names and topics, and never revive one who unsubscribed or keeps bouncing."""
+        refresh names and topics, and never revive one who unsubscribed (a suppressed address) or
+        keeps bouncing."""
         with self.engine.begin() as conn:
             known = {r.email: r for r in conn.execute(sa.select(subscribers))}
+            suppressed = set(conn.execute(sa.select(suppressions.c.hash)).scalars())
             for item in listed:
                 email = item.email.lower()
+                if suppression_hash(email) in suppressed:
+                    continue
                 row = {"name": item.name, "topics": list(item.topics) if item.topics is not None else None}
                 if email not in known:
                     conn.execute(
@@ -448,6 +519,69 @@ class Store:
             query = query.where(subscribers.c.status == status)
         with self.engine.connect() as conn:
             return [_recipient(row) for row in conn.execute(query)]
+
+    def subscriber(self, email: str) -> Recipient | None:
+        """One subscriber by address, or None."""
+        query = sa.select(subscribers).where(subscribers.c.email == email.strip().lower())
+        with self.engine.connect() as conn:
+            row = conn.execute(query).first()
+        return _recipient(row) if row else None
+
+    def subscriber_counts(self) -> dict[str, int]:
+        """How many subscribers are in each state; ``unsubscribed`` counts the suppressions."""
+        counts = dict.fromkeys(("pending", "confirmed", "unsubscribed", "bouncing"), 0)
+        with self.engine.connect() as conn:
+            query = sa.select(subscribers.c.status, sa.func.count()).group_by(subscribers.c.status)
+            for status, n in conn.execute(query):
+                counts[status] = counts.get(status, 0) + int(n)
+            counts["unsubscribed"] += int(
+                conn.execute(sa.select(sa.func.count()).select_from(suppressions)).scalar_one()
+            )
+        return counts
+
+    def drop_pending(self, before: datetime) -> int:
+        """Forget subscriptions still unconfirmed since before ``before``; return how many."""
+        query = subscribers.delete().where(subscribers.c.status == "pending", subscribers.c.updated_at < before)
+        with self.engine.begin() as conn:
+            return int(conn.execute(query).rowcount)
+
+    # -- suppressions: what is left of an address that unsubscribed ----------------------
+
+    def unsubscribe(self, email: str, now: datetime) -> bool:
+        """Forget an address and keep only its suppression (hash and date), in one transaction: the
+        subscriber row goes, and its past deliveries keep only a pseudonym (so the archive still
+        knows which weeks went out). True when it was a subscriber."""
+        email = email.strip().lower()
+        with self.engine.begin() as conn:
+            gone = conn.execute(subscribers.delete().where(subscribers.c.email == email)).rowcount
+            conn.execute(
+                deliveries.update()
+                .where(deliveries.c.email == email)
+                .values(email="unsubscribed:" + suppression_hash(email)[:32], message_id="", answer="", error="")
+            )
+            self._suppress(conn, email, now)
+        return bool(gone)
+
+    def suppress(self, email: str, now: datetime) -> None:
+        """Add an address to the suppression list (kept as its hash), if it is not there yet."""
+        with self.engine.begin() as conn:
+            self._suppress(conn, email, now)
+
+    def _suppress(self, conn: Connection, email: str, now: datetime) -> None:
+        digest = suppression_hash(email)
+        if conn.execute(sa.select(suppressions.c.hash).where(suppressions.c.hash == digest)).first() is None:
+            conn.execute(suppressions.insert().values(hash=digest, created_at=now))
+
+    def suppressed(self, email: str) -> datetime | None:
+        """When an address was suppressed, or None when it is not."""
+        query = sa.select(suppressions.c.created_at).where(suppressions.c.hash == suppression_hash(email))
+        with self.engine.connect() as conn:
+            return conn.execute(query).scalar_one_or_none()
+
+    def lift_suppression(self, email: str) -> None:
+        """Take an address off the suppression list (the person subscribed again and confirmed)."""
+        with self.engine.begin() as conn:
+            conn.execute(suppressions.delete().where(suppressions.c.hash == suppression_hash(email)))
 
     def record_bounce(self, email: str, limit: int, now: datetime) -> bool:
         """Count a hard bounce; at ``limit`` the address is marked bouncing. True when it now is."""
@@ -498,6 +632,17 @@ class Store:
         with self.engine.connect() as conn:
             return list(conn.execute(sa.select(editions.c.week).distinct().order_by(editions.c.week.desc())).scalars())
 
+    def sent_weeks(self) -> list[str]:
+        """Weeks whose editions went out (at least one delivery sent or handed over), newest first."""
+        query = (
+            sa.select(deliveries.c.week)
+            .where(deliveries.c.status.in_(("sent", "handed_over")))
+            .distinct()
+            .order_by(deliveries.c.week.desc())
+        )
+        with self.engine.connect() as conn:
+            return list(conn.execute(query).scalars())
+
     def queue_deliveries(self, week: str, items: Sequence[tuple[str, str, str]], now: datetime) -> int:
         """Queue (email, path, message id) for a week unless already queued; return how many are new."""
         with self.engine.begin() as conn:
@@ -527,6 +672,62 @@ class Store:
         query = sa.select(deliveries).where(deliveries.c.week == week).order_by(deliveries.c.email)
         with self.engine.connect() as conn:
             return [_delivery(row) for row in conn.execute(query)]
+
+    # -- the serve schedule's jobs ------------------------------------------------------
+
+    def claim_job(
+        self, name: str, period: str, owner: str, now: datetime, *, lease: timedelta, retry_after: timedelta
+    ) -> bool:
+        """Take the job ``name`` for ``period`` unless it is done, held by a live lease, or failed less
+        than ``retry_after`` ago. Safe between processes: a new row is guarded by its primary key and a
+        stale one is taken by a compare-and-set on the values read."""
+        key = (jobs.c.name == name) & (jobs.c.period == period)
+        with self.engine.connect() as conn:
+            row = conn.execute(sa.select(jobs).where(key)).first()
+        if row is None:
+            values = {"status": "running", "owner": owner, "attempts": 1, "detail": "", "updated_at": now}
+            try:
+                with self.engine.begin() as conn:
+                    conn.execute(jobs.insert().values(name=name, period=period, started_at=now, **values))
+            except sa.exc.IntegrityError:
+                return False  # another process took it first
+            return True
+        stale = (row.status == "running" and row.updated_at + lease <= now) or (
+            row.status == "failed" and row.updated_at + retry_after <= now
+        )
+        if not stale:
+            return False
+        with self.engine.begin() as conn:
+            taken = conn.execute(
+                jobs.update()
+                .where(key, jobs.c.status == row.status, jobs.c.updated_at == row.updated_at)
+                .values(status="running", owner=owner, attempts=row.attempts + 1, started_at=now, updated_at=now)
+            ).rowcount
+        return taken == 1
+
+    def renew_job(self, name: str, period: str, owner: str, now: datetime) -> None:
+        """Extend the lease of a job this owner is running."""
+        with self.engine.begin() as conn:
+            conn.execute(
+                jobs.update()
+                .where(jobs.c.name == name, jobs.c.period == period, jobs.c.owner == owner, jobs.c.status == "running")
+                .values(updated_at=now)
+            )
+
+    def finish_job(self, name: str, period: str, status: str, detail: str, now: datetime) -> None:
+        """Record how a job ended: ``done`` (never run again for the period) or ``failed`` (retried later)."""
+        with self.engine.begin() as conn:
+            conn.execute(
+                jobs.update()
+                .where(jobs.c.name == name, jobs.c.period == period)
+                .values(status=status, detail=detail[:500], updated_at=now)
+            )
+
+    def job(self, name: str, period: str) -> dict[str, Any] | None:
+        """One job's record, or None when it never ran."""
+        with self.engine.connect() as conn:
+            row = conn.execute(sa.select(jobs).where(jobs.c.name == name, jobs.c.period == period)).first()
+        return row._asdict() if row else None
 
     def delivery_log(self) -> DeliveryLog:
         """A connection for recording sends one by one, each state change committed durably."""
@@ -589,26 +790,25 @@ class FilterRun:
         return next((d for pid, d in self.verdicts if pid == post_id), None)
 
 
-class _maybe:
-    """Use the caller's connection, or open a transaction of our own."""
-
-    def __init__(self, engine: Engine, conn: Connection | None) -> None:
-        self.engine, self.conn, self._ctx = engine, conn, None
-
-    def __enter__(self) -> Connection:
-        if self.conn is not None:
-            return self.conn
-        self._ctx = self.engine.begin()
-        return self._ctx.__enter__()
-
-    def __exit__(self, *exc: Any) -> None:
-        if self._ctx is not None:
-            self._ctx.__exit__(*exc)
-
-
 def _chunks(items: list[str], size: int) -> Iterator[list[str]]:
     for start in range(0, len(items), size):
         yield items[start : start + size]
+
+
+def _select_in(conn: Connection, table: sa.Table, column: sa.Column[Any], values: set[str]) -> list[Any]:
+    """Rows whose ``column`` is one of ``values``, asked in chunks the database accepts."""
+    rows: list[Any] = []
+    for chunk in _chunks(sorted(values), 500):
+        rows.extend(conn.execute(sa.select(table).where(column.in_(chunk))))
+    return rows
+
+
+def _existing(conn: Connection, column: sa.Column[Any], values: set[str]) -> set[str]:
+    """Which of ``values`` are already in ``column``."""
+    found: set[str] = set()
+    for chunk in _chunks(sorted(values), 500):
+        found.update(conn.execute(sa.select(column).where(column.in_(chunk))).scalars())
+    return found
 
 
 def _post_row(post: Post, collected_at: datetime) -> dict[str, Any]:

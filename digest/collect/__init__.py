@@ -19,7 +19,7 @@ from typing import Any
 
 from ..config import BlueskySource, FeedSource, HashtagSource, MastodonSource, Settings
 from ..errors import FetchError
-from ..models import SourceState
+from ..models import Post, SourceState
 from ..store import Store
 from .base import Context, Job, Outcome
 from .bluesky import BlueskyAuthorJob, BlueskySearchJob
@@ -189,9 +189,10 @@ async def _collect(
 
     states = store.source_states()
     report = CollectReport()
-    async with Fetcher(settings.collect) as fetcher:
+    writer = _Writer(store)
+    async with Fetcher(settings.collect) as fetcher, writer:
         ctx = Context(fetcher, settings, now, now - timedelta(days=settings.digest.window_days), parse)
-        tasks = [asyncio.create_task(_run_job(ctx, store, job, states.get(job.key))) for job in jobs]
+        tasks = [asyncio.create_task(_run_job(ctx, writer, job, states.get(job.key))) for job in jobs]
         for task in asyncio.as_completed(tasks):
             result = await task
             report.results.append(result)
@@ -200,7 +201,58 @@ async def _collect(
     return report
 
 
-async def _run_job(ctx: Context, store: Store, job: Job, state: SourceState | None) -> SourceResult:
+class _Writer:
+    """The run's one writer: sources' posts and states are stored in batches from a worker thread,
+    so SQLite never blocks the event loop and many sources share one transaction."""
+
+    BATCH = 64
+
+    def __init__(self, store: Store) -> None:
+        self.store = store
+        self.queue: asyncio.Queue[tuple[str, list[Post], SourceState, asyncio.Future[int]] | None] = asyncio.Queue()
+        self.task: asyncio.Task[None] | None = None
+
+    async def __aenter__(self) -> _Writer:
+        self.task = asyncio.create_task(self._drain())
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.queue.put(None)
+        if self.task is not None:
+            await self.task
+
+    async def save(self, key: str, posts: list[Post], state: SourceState) -> int:
+        """Store one source's posts and state; return how many posts were new."""
+        done: asyncio.Future[int] = asyncio.get_running_loop().create_future()
+        await self.queue.put((key, posts, state, done))
+        return await done
+
+    async def _drain(self) -> None:
+        finished = False
+        while not finished:
+            batch = []
+            item = await self.queue.get()
+            while item is not None:
+                batch.append(item)
+                if len(batch) >= self.BATCH or self.queue.empty():
+                    break
+                item = self.queue.get_nowait()
+            finished = item is None
+            if batch:
+                await self._write(batch)
+
+    async def _write(self, batch: list[tuple[str, list[Post], SourceState, asyncio.Future[int]]]) -> None:
+        try:
+            counts = await asyncio.to_thread(self.store.add_many, [(k, p, s) for k, p, s, _ in batch])
+        except Exception as exc:  # the store failed: every source in the batch hears of it
+            for *_, done in batch:
+                done.set_exception(exc)
+            return
+        for (*_, done), count in zip(batch, counts, strict=True):
+            done.set_result(count)
+
+
+async def _run_job(ctx: Context, writer: _Writer, job: Job, state: SourceState | None) -> SourceResult:
     state = state or SourceState(key=job.key, kind=job.kind, url=job.url)
     state.kind = job.kind
     skip = _skip_reason(state, ctx.now)
@@ -210,12 +262,13 @@ async def _run_job(ctx: Context, store: Store, job: Job, state: SourceState | No
     try:
         outcome = await job.run(ctx, state)
     except FetchError as exc:
-        return _record_failure(ctx, store, job, state, exc, str(exc))
+        return await _record_failure(ctx, writer, job, state, exc, str(exc))
     except Exception as exc:  # a bug or a payload nobody foresaw: record it, keep going
         log.exception("collecting %s failed", job.key)
-        return _record_failure(ctx, store, job, state, None, f"{job.url}: internal error: {type(exc).__name__}: {exc}")
+        reason = f"{job.url}: internal error: {type(exc).__name__}: {exc}"
+        return await _record_failure(ctx, writer, job, state, None, reason)
     notes = _apply(state, outcome, ctx.now)
-    new = store.add_posts(job.key, outcome.posts, state)
+    new = await writer.save(job.key, outcome.posts, state)
     status = "not_modified" if outcome.not_modified else "ok"
     return SourceResult(job.key, job.kind, status, len(outcome.posts), new, notes=notes)
 
@@ -255,8 +308,8 @@ def _apply(state: SourceState, outcome: Outcome, now: datetime) -> list[str]:
     return notes
 
 
-def _record_failure(
-    ctx: Context, store: Store, job: Job, state: SourceState, exc: FetchError | None, reason: str
+async def _record_failure(
+    ctx: Context, writer: _Writer, job: Job, state: SourceState, exc: FetchError | None, reason: str
 ) -> SourceResult:
     c = ctx.settings.collect
     state.failures += 1
@@ -269,5 +322,5 @@ def _record_failure(
         state.next_attempt = ctx.now + timedelta(hours=c.retry_window_hours * backoff)
     else:
         state.next_attempt = None
-    store.save_source_state(state)
+    await writer.save(job.key, [], state)
     return SourceResult(job.key, job.kind, "failed", error=state.last_error)

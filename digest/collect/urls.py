@@ -53,6 +53,7 @@ TRACKING_PARAMS = (
     "ito",
     "__twitter_impression",
 )
+_PLAIN = re.compile(r"^https?://[a-z0-9.-]+(/[A-Za-z0-9._~!$&'()*+,;=:@/-]*)?$")
 _MASTODON_URI = re.compile(r"^(https?://[^/]+)/users/([^/]+)/statuses/(\d+)$")
 
 
@@ -60,6 +61,8 @@ def canonical_url(url: str) -> str:
     """A URL for comparison: tracking parameters and fragment dropped, host lower-cased,
     query sorted, default port removed. Non-http URLs come back unchanged."""
     url = url.strip()
+    if _PLAIN.match(url):
+        return url  # already canonical: lower-case host, no query, port or escapes (most status URLs)
     if not url.lower().startswith(("http://", "https://")):
         return url
     try:
@@ -90,6 +93,8 @@ def absolute(href: str, base: str) -> str:
     """Resolve a possibly relative link against a base URL; junk comes back as it was."""
     if not href.strip():
         return ""
+    if href.startswith(("https://", "http://")):
+        return href.strip()
     try:
         return urljoin(base, href.strip()) if base else href.strip()
     except ValueError:
