@@ -12,7 +12,7 @@ import re
 import tomllib
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
-from datetime import time
+from datetime import time, timedelta
 from pathlib import Path
 from typing import Annotated, Any, Literal
 from urllib.parse import urlsplit
@@ -93,6 +93,9 @@ class DigestSettings(_Model):
     quiet_week: bool = Field(
         False, description="Send a one-line 'quiet week' note when nothing matched; false sends nothing."
     )
+    collect_every: str = Field(
+        "1h", description="How often `digest serve` collects, in minutes or hours: '30m', '1h', '6h'."
+    )
 
     @field_validator("timezone")
     @classmethod
@@ -109,10 +112,32 @@ class DigestSettings(_Model):
         parse_schedule(value)
         return value
 
+    @field_validator("collect_every")
+    @classmethod
+    def _every(cls, value: str) -> str:
+        parse_interval(value)
+        return value
+
     @property
     def schedule(self) -> tuple[int, time]:
         """The weekly send time as (weekday number with Monday 0, local time)."""
         return parse_schedule(self.send_on)
+
+    @property
+    def collect_interval(self) -> timedelta:
+        """``collect_every`` as a duration."""
+        return parse_interval(self.collect_every)
+
+
+def parse_interval(value: str) -> timedelta:
+    """Parse ``"1h"``, ``"30m"`` or ``"1h30m"`` into a duration of 1 minute to 7 days; ValueError otherwise."""
+    match = re.fullmatch(r"\s*(?:(\d+)\s*h)?\s*(?:(\d+)\s*m)?\s*", value.lower())
+    if not match or not any(match.groups()):
+        raise ValueError(f"{value!r} is not a duration such as '30m', '1h' or '1h30m'")
+    every = timedelta(hours=int(match.group(1) or 0), minutes=int(match.group(2) or 0))
+    if not timedelta(minutes=1) <= every <= timedelta(days=7):
+        raise ValueError(f"{value!r} is out of range: use 1m to 168h")
+    return every
 
 
 def parse_schedule(value: str) -> tuple[int, time]:
@@ -308,6 +333,12 @@ class MailSettings(_Model):
     rate: float = Field(10.0, gt=0, description="Messages per second at most.")
     ca_file: str | None = Field(None, description="A CA certificate to trust for the SMTP server (a private relay).")
     bounce_limit: int = Field(3, ge=1, description="Hard bounces after which an address is marked bouncing.")
+    dkim_key: str | None = Field(
+        None, description="A PEM private key (path relative to feeds.toml) to DKIM-sign every message with."
+    )
+    dkim_selector: str = Field(
+        "digest", description="The DKIM selector: the key is published at SELECTOR._domainkey.DOMAIN."
+    )
 
     @field_validator("smtp")
     @classmethod
@@ -331,6 +362,14 @@ class SubscriptionSettings(_Model):
         None, description="Signs subscriber links and tokens; as ${VARIABLE} from the environment."
     )
     double_opt_in: bool = Field(True, description="New subscribers confirm by email before digests are sent.")
+    limit_per_ip: int = Field(
+        10,
+        ge=1,
+        description="Subscribe (and, apart, confirm) requests accepted per hour from one IP address; in memory, per process.",
+    )
+    limit_per_address: int = Field(
+        3, ge=1, description="Subscribe (and, apart, confirm) requests accepted per hour for one email address."
+    )
 
     _url = field_validator("public_url")(classmethod(lambda cls, v: v and _http_url(v)))
     _secret = field_validator("secret")(classmethod(lambda cls, v: _secret(v)))

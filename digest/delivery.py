@@ -23,6 +23,7 @@ from typing import Any
 from .config import Settings, expand_env
 from .errors import ConfigError, DigestError
 from .mail import (
+    DkimSigner,
     Links,
     MessageTemplate,
     Messenger,
@@ -154,6 +155,10 @@ def _deliver(
             todo.append(d)
         elif d.status in ("sent", "handed_over"):
             report.already_sent.append(d.email)
+    signer = None
+    if settings.mail.dkim_key:
+        key = settings.path.parent / settings.mail.dkim_key
+        signer = DkimSigner(key, settings.mail.dkim_selector, sender_domain(settings.mail.from_))
     streak = 0
     with store.delivery_log() as log:
         for done, (d, _) in enumerate(zip(todo, pace(settings.mail.rate), strict=False), start=1):
@@ -165,6 +170,8 @@ def _deliver(
             message = templates[d.path].render(
                 d.email, d.message_id, links_for(settings, d.email), people[d.email].name
             )
+            if signer is not None:
+                message = signer.sign(message)
             ok = _send_one(settings, store, log, messenger, d, message, report, now)
             streak = 0 if ok else streak + 1
             if streak >= GIVE_UP_AFTER:

@@ -30,6 +30,7 @@ from .config import MailSettings, expand_env
 from .errors import DigestError
 
 __all__ = [
+    "DkimSigner",
     "MailError",
     "MessageTemplate",
     "Messenger",
@@ -412,3 +413,41 @@ def pace(rate: float) -> Iterable[None]:
             time.sleep(wait)
         due = max(due, time.monotonic() - interval) + interval
         yield None
+
+
+DKIM_HEADERS = (
+    b"From",
+    b"To",
+    b"Subject",
+    b"Date",
+    b"Message-ID",
+    b"List-Id",
+    b"List-Unsubscribe",
+    b"List-Unsubscribe-Post",
+    b"MIME-Version",
+    b"Content-Type",
+)
+
+
+class DkimSigner:
+    """Signs each message with the From domain's key (``[mail] dkim_key``), as the last step before handover."""
+
+    def __init__(self, key_path: Path, selector: str, domain: str) -> None:
+        try:
+            self.key = key_path.read_bytes()
+        except OSError as exc:
+            raise DigestError(f"[mail] dkim_key: {key_path}: cannot be read: {exc.strerror}") from None
+        if b"PRIVATE KEY" not in self.key:
+            raise DigestError(f"[mail] dkim_key: {key_path}: not a PEM private key")
+        self.selector, self.domain = selector.encode(), domain.encode()
+
+    def sign(self, message: bytes) -> bytes:
+        import dkim
+
+        present = {line.split(b":", 1)[0].strip().lower() for line in message.split(b"\r\n\r\n", 1)[0].split(b"\r\n")}
+        headers = [h for h in DKIM_HEADERS if h.lower() in present]
+        try:
+            signature = dkim.sign(message, self.selector, self.domain, self.key, include_headers=headers)
+        except dkim.DKIMException as exc:
+            raise DigestError(f"[mail] dkim_key: cannot sign: {exc}") from None
+        return signature + message

@@ -317,3 +317,32 @@ def test_lines_starting_with_a_dot_survive_smtp(tmp_path: Path) -> None:
         messenger.close()
     assert answer.startswith("250") and committed == [True]
     assert sink.messages[0].get_body(("plain",)).get_content().replace("\r\n", "\n") == body + "\n"
+
+
+def test_dkim_signature_verifies(tmp_path: Path) -> None:
+    import base64
+
+    import dkim
+    from cryptography.hazmat.primitives import serialization
+    from cryptography.hazmat.primitives.asymmetric import rsa
+
+    key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+    pem = key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption())
+    (tmp_path / "dkim.pem").write_bytes(pem)
+    public = key.public_key().public_bytes(serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo)
+    record = b"v=DKIM1; k=rsa; p=" + base64.b64encode(public)
+    sink = SmtpSink()
+    with sink.running() as port:
+        settings = setup(tmp_path, smtp_section(port), PEOPLE, 'dkim_key = "dkim.pem"\ndkim_selector = "wk"\n')
+        send(settings)
+    lookups = []
+
+    def dns(name: bytes, timeout: int = 5) -> bytes:  # stands in for DNS: this machine has none to ask
+        lookups.append(name)
+        return record if name == b"wk._domainkey.hit.example." else b""
+
+    assert len(sink.raw) == 3
+    assert all(dkim.verify(raw, dnsfunc=dns) for raw in sink.raw)
+    assert set(lookups) == {b"wk._domainkey.hit.example."}
+    tampered = sink.raw[0].replace(b"FHIR", b"FHIX", 1)
+    assert not dkim.verify(tampered, dnsfunc=dns)
