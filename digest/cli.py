@@ -18,6 +18,7 @@ from typing import Any
 
 import click
 from rich.console import Console
+from rich.markup import escape
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
@@ -93,12 +94,15 @@ def check(state: _State) -> None:
     out.print(f" ({', '.join(f'{n} {k}' for k, n in sorted(endpoints.items()))})" if jobs else "")
     topics = ", ".join(t.name for t in settings.topics) or "none yet"
     out.print(f"  topics:      {len(settings.topics)} ({topics})")
-    out.print(f"  subscribers: {len(settings.subscribers)} listed in the file")
+    out.print(f"  subscribers: {len(settings.subscribers)} listed in the file{_store_counts(settings)}")
     out.print(f"  mail:        {settings.mail.mode}")
     out.print(f"  store:       {settings.database_url}")
     out.print(
         f"  schedule:    every {settings.digest.send_on} {settings.digest.timezone}, covering {settings.digest.window_days} days"
     )
+    if settings.chats:
+        chats = ", ".join(f"#{c.hashtag} {c.when} for {c.duration}" for c in settings.chats)
+        out.print(f"  chats:       {chats} (recapped; see `digest chats list`)", markup=False)
     secrets = _secret_names(settings)
     if secrets:
         out.print(f"  secrets:     read from the environment: {', '.join(secrets)}")
@@ -582,6 +586,346 @@ def demo(state: _State, folder: str | None, no_open: bool) -> None:
         webbrowser.open(result.preview.as_uri())
 
 
+# -- hashtag chats ------------------------------------------------------------------------------------
+
+
+@cli.group()
+def chats() -> None:
+    """Weekly hashtag chats ([[chats]]): when they run, and what their recap shows."""
+
+
+@chats.command(name="list")
+@click.option("--json", "as_json", is_flag=True, help="Print the chats as JSON.")
+@click.pass_obj
+def chats_list(state: _State, as_json: bool) -> None:
+    """List the configured chats with their next window (or the one running now).
+
+    From 5 minutes before a chat until 30 minutes after it, `digest serve`
+    collects the chat's hashtag every 5 minutes; with cron, add the line the
+    README gives for your chat's time.
+
+    \b
+    Examples:
+      digest chats list
+      digest chats list --json
+    """
+    from zoneinfo import ZoneInfo
+
+    from .chats import current_or_next_window
+
+    settings = state.settings()
+    zone = ZoneInfo(settings.digest.timezone)
+    now = _now()
+    rows = []
+    for chat in settings.chats:
+        start, end = current_or_next_window(chat, now, zone)
+        rows.append(
+            {
+                "hashtag": chat.hashtag,
+                "host": chat.host,
+                "when": chat.when,
+                "duration": chat.duration,
+                "running": start <= now,
+                "start": start.astimezone(zone).isoformat(),
+                "end": end.astimezone(zone).isoformat(),
+            }
+        )
+    if as_json:
+        out.print_json(json.dumps({"timezone": settings.digest.timezone, "chats": rows}))
+        return
+    if not rows:
+        out.print(f"{settings.path}: no [[chats]] configured", markup=False)
+        return
+    table = Table(title=f"chats (times in {settings.digest.timezone})", title_justify="left")
+    for column in ("hashtag", "host", "every", "next window"):
+        table.add_column(column)
+    for row in rows:
+        start, end = datetime.fromisoformat(row["start"]), datetime.fromisoformat(row["end"])
+        window = f"{start:%a %Y-%m-%d %H:%M}-{end:%H:%M}" + (" (running now)" if row["running"] else "")
+        table.add_row(f"#{row['hashtag']}", row["host"] or "-", f"{row['when']} for {row['duration']}", window)
+    out.print(table)
+
+
+@chats.command(name="recap")
+@click.option("--week", help="An ISO week such as 2026-W47: the last chat of that edition (default: this edition).")
+@click.pass_obj
+def chats_recap(state: _State, week: str | None) -> None:
+    """Print the recap of the last chat as the edition's text part shows it.
+
+    For a curator to check what the edition will say: the questions in order,
+    the best answers under each, and the other highlights. Nothing is recorded.
+
+    \b
+    Examples:
+      digest chats recap
+      digest chats recap --week 2026-W47
+    """
+    from .compose import chat_text
+    from .pipeline import last_chat_recap
+
+    settings = state.settings()
+    if not settings.chats:
+        raise DigestError(f"{settings.path}: no [[chats]] configured")
+    with Store.open(settings.database_url) as store:
+        made = last_chat_recap(settings, store, now=_now(), week=week)
+    if made is None:
+        err.print("No configured chat ended in this edition's period.", markup=False)
+        raise SystemExit(EXIT_FAILED)
+    if made.empty:
+        err.print(
+            f"#{made.hashtag}, {made.start:%Y-%m-%d %H:%M} UTC: nothing was collected during the chat "
+            "(is its hashtag collected often enough? see `digest chats list`).",
+            markup=False,
+        )
+        raise SystemExit(EXIT_FAILED)
+    how = {
+        "host": "the host's numbered questions",
+        "labels": "numbered questions posted by anyone (none by the host)",
+        "slices": "slices of the hour (nobody numbered questions)",
+    }[made.mode]
+    out.print(chat_text([made], settings.digest.timezone, settings.templates_dir).strip("\n"), markup=False)
+    err.print(f"\n{made.posts} chat posts; questions from {how}.", markup=False)
+
+
+# -- managing sources: add, import, export, list, status ---------------------------------------
+
+
+@cli.group()
+def sources() -> None:
+    """Manage what digest follows: add sources, import and export OPML, see how each fares.
+
+    Changes are written into feeds.toml after its last [[sources]] table; every other
+    line of the file (comments, order, spacing) stays exactly as it was.
+    """
+
+
+@sources.command(name="add")
+@click.argument("source")
+@click.option("--name", help="A display name (default: the feed's own title).")
+@click.option(
+    "--server",
+    "servers",
+    multiple=True,
+    help="For a #hashtag: a Mastodon server to look it up on (repeat it; default [collect] servers).",
+)
+@click.option("--pick", type=click.IntRange(min=1), help="A website offering several feeds: add the Nth.")
+@click.option("--all", "pick_all", is_flag=True, help="A website offering several feeds: add them all.")
+@click.option("--no-check", is_flag=True, help="Write it without fetching it first (a website URL is taken as a feed).")
+@click.pass_obj
+def sources_add(
+    state: _State,
+    source: str,
+    name: str | None,
+    servers: tuple[str, ...],
+    pick: int | None,
+    pick_all: bool,
+    no_check: bool,
+) -> None:
+    """Add SOURCE to feeds.toml after fetching it once to check it.
+
+    SOURCE is a feed URL; a website (its feeds are found from <link rel="alternate"> or
+    common paths such as /feed; with several, you pick one on a terminal, or pass
+    --pick N or --all); a Mastodon account @user@server; a Bluesky handle
+    (name.bsky.social, or @custom.domain); or a #hashtag (looked up on [collect]
+    servers unless --server is given). A source already followed, or one that does
+    not answer with a feed, is refused with the reason.
+
+    \b
+    Examples:
+      digest sources add https://blog.hl7.org/rss.xml
+      digest sources add https://www.healthcareittoday.com --pick 1
+      digest sources add @someone@mastodon.social --name "Someone"
+      digest sources add someone.bsky.social
+      digest sources add '#FHIR' --server mastodon.social --server hachyderm.io
+    """
+    from .sources import ChoiceNeeded, add_source
+
+    settings = state.settings()
+    choose = _choose_feeds if sys.stdin is not None and sys.stdin.isatty() and err.is_terminal else None
+    try:
+        report = add_source(
+            settings,
+            source,
+            now=_now(),
+            name=name,
+            servers=servers or None,
+            check=not no_check,
+            pick=pick,
+            pick_all=pick_all,
+            choose=choose,
+        )
+    except ChoiceNeeded as exc:
+        raise click.UsageError(str(exc)) from None
+    for where, reason in report.skipped:
+        err.print(f"skipped {where}: {reason}", markup=False)
+    found = f" (found on {report.page})" if report.page else ""
+    for checked in report.added:
+        detail = f"{checked.posts} posts now" if report.checked else "not checked"
+        out.print(f"added {checked.source.describe()}{found}: {detail}; written to {report.path}", markup=False)
+
+
+def _choose_feeds(page: str, candidates: list[Any]) -> list[int]:
+    """Ask on the terminal which of a page's feeds to add: a number, several (1,3) or 'all'."""
+    err.print(f"{page} offers {len(candidates)} feeds:", markup=False)
+    for i, candidate in enumerate(candidates, start=1):
+        err.print(f"  {i}. {candidate.describe()}", markup=False)
+
+    def parse(answer: str) -> list[int]:
+        if answer.strip().lower() == "all":
+            return list(range(len(candidates)))
+        try:
+            picked = [int(part) - 1 for part in answer.replace(" ", "").split(",") if part]
+        except ValueError:
+            raise click.UsageError("answer with numbers such as 1 or 1,3, or 'all'") from None
+        if not picked or any(not 0 <= i < len(candidates) for i in picked):
+            raise click.UsageError(f"choose between 1 and {len(candidates)}")
+        return picked
+
+    return click.prompt("Add which (1,3 or all)", default="1", value_proc=parse, err=True)
+
+
+@sources.command(name="import")
+@click.argument("file", type=click.Path(dir_okay=False))
+@click.option("--check", is_flag=True, help="Fetch each feed once first and skip the dead ones, saying why.")
+@click.option("--json", "as_json", is_flag=True, help="Print the summary as JSON.")
+@click.pass_obj
+def sources_import(state: _State, file: str, check: bool, as_json: bool) -> None:
+    """Add every feed of FILE.opml (an export of Feedly, Inoreader, NetNewsWire,
+    Miniflux, FreshRSS or any reader) to feeds.toml, in one write.
+
+    Feeds already followed and feeds listed twice are skipped, so importing the same
+    file again adds nothing. Feeds are written without being fetched unless --check
+    is given. Mastodon and Bluesky RSS URLs become those accounts (and hashtags),
+    read through their APIs. A file that is not well-formed is refused with its line,
+    and nothing is written.
+
+    \b
+    Examples:
+      digest sources import feedly.opml
+      digest sources import subscriptions.xml --check
+    """
+    from .sources import import_opml
+
+    settings = state.settings()
+    report = import_opml(settings, file, now=_now(), check=check)
+    if as_json:
+        out.print_json(json.dumps(report.as_dict()))
+        return
+    for source, why, reason in report.skipped:
+        if why != "followed":
+            err.print(f"skipped {source}: {reason}", markup=False)
+    words = {"followed": "already followed", "twice": "listed twice", "dead": "dead", "invalid": "invalid"}
+    why = ", ".join(f"{n} {words[w]}" for w, n in report.counts().items())
+    out.print(f"added {len(report.added)}, skipped {len(report.skipped)}{f' ({why})' if why else ''}", markup=False)
+
+
+@sources.command(name="export")
+@click.argument("file", type=click.Path(dir_okay=False, writable=True))
+@click.pass_obj
+def sources_export(state: _State, file: str) -> None:
+    """Write the sources to FILE.opml (OPML 2.0), for a feed reader or `digest sources import`.
+
+    Feeds are written as they are; Mastodon accounts, hashtags (one feed per server) and
+    Bluesky accounts as their public RSS URLs; each kind in its own folder.
+
+    \b
+    Example:
+      digest sources export sources.opml
+    """
+    from .sources import export_opml
+
+    settings = state.settings()
+    report = export_opml(settings, file, now=_now())
+    for item in report.left_out:
+        err.print(f"left out {item}", markup=False)
+    err.print(f"wrote {report.feeds} feeds to {file}", markup=False)
+
+
+@sources.command(name="list")
+@click.option("--json", "as_json", is_flag=True, help='Print [{"kind", "key", "name", "status"}] as JSON.')
+@click.pass_obj
+def sources_list(state: _State, as_json: bool) -> None:
+    """List every endpoint digest fetches (a hashtag has one per server): kind, key,
+    name and the last fetch's status.
+
+    \b
+    Examples:
+      digest sources list
+      digest sources list --json
+    """
+    from .sources import status_of
+
+    rows = status_of(state.settings(), now=_now())
+    if as_json:
+        out.print_json(json.dumps([{k: r.as_dict()[k] for k in ("kind", "key", "name", "status")} for r in rows]))
+        return
+    table = Table(title=f"{len(rows)} sources", title_justify="left")
+    for column in ("kind", "key", "name", "status"):
+        table.add_column(column, overflow="fold")
+    for r in rows:
+        table.add_row(r.kind, r.key, r.name, r.status)
+    out.print(table)
+
+
+@sources.command(name="status")
+@click.option("--json", "as_json", is_flag=True, help="Print every source's record as JSON.")
+@click.pass_obj
+def sources_status(state: _State, as_json: bool) -> None:
+    """Show how each source fares, to see which are worth following.
+
+    Per endpoint: the last fetch and when, consecutive failures, the last success,
+    posts collected this week, the share the topic filter dropped in its last run,
+    and a hint when a source is dead (gone, resting after failures, or silent for
+    30 days) or mostly noise (the filter dropped 60% or more of at least 5 posts).
+
+    \b
+    Examples:
+      digest sources status
+      digest sources status --json | jq '.[] | select(.hint_kind == "noise")'
+    """
+    from .sources import status_of
+
+    now = _now()
+    rows = status_of(state.settings(), now=now)
+    if as_json:
+        out.print_json(json.dumps([r.as_dict() for r in rows]))
+        return
+    table = Table(title=f"{len(rows)} sources", title_justify="left")
+    for column in ("kind", "source", "last fetch", "fails", "last success", "week", "dropped", "hint"):
+        table.add_column(column, overflow="fold", justify="right" if column in ("fails", "week", "dropped") else "left")
+    colours = {"dead": "red", "failing": "yellow", "noise": "magenta", "quiet": "dim"}
+    for r in rows:
+        dropped = f"{r.dropped_share:.0%} of {r.filtered}" if r.dropped_share is not None else "-"
+        table.add_row(
+            r.kind,
+            escape(r.name or r.key.split(":", 1)[1]),
+            f"{r.status} {_ago(r.last_attempt, now)}".strip(),
+            str(r.failures),
+            _ago(r.last_success, now) or "never",
+            str(r.posts_week),
+            dropped,
+            f"[{colours[r.hint_kind]}]{r.hint_kind}[/]" if r.hint_kind else "",
+        )
+    out.print(table)
+    for r in rows:
+        if r.hint_kind:
+            out.print(f"[{colours[r.hint_kind]}]{r.hint_kind:<7}[/] {escape(r.key)}: {escape(r.hint)}")
+    kinds = Counter(r.hint_kind for r in rows if r.hint_kind)
+    if kinds:
+        out.print(", ".join(f"{n} {kind}" for kind, n in sorted(kinds.items())), markup=False)
+
+
+def _ago(when: datetime | None, now: datetime) -> str:
+    """``5m ago``, ``3h ago``, ``2d ago``, or '' for never."""
+    if when is None:
+        return ""
+    seconds = max(0, int((now - when).total_seconds()))
+    for size, unit in ((86400, "d"), (3600, "h"), (60, "m")):
+        if seconds >= size:
+            return f"{seconds // size}{unit} ago"
+    return "just now"
+
+
 @cli.command(name="eval")
 @click.argument("data", type=click.Path(exists=True, dir_okay=False))
 @click.option("--json", "as_json", is_flag=True, help="Print the report as JSON.")
@@ -633,6 +977,248 @@ def read_labelled(path: str) -> tuple[list[str], list[set[str]]]:
             texts.append(row["text"] or "")
             labels.append({name.strip() for name in (row["label"] or "").split("|") if name.strip()})
     return texts, labels
+
+
+# -- the subscription pages and the curator's subscriber commands ------------------------------------
+
+
+@cli.command()
+@click.option(
+    "--host", default="127.0.0.1", show_default=True, help="Address to listen on (keep 127.0.0.1 behind a proxy)."
+)
+@click.option("--port", default=8080, show_default=True, type=click.IntRange(1, 65535), help="Port to listen on.")
+@click.option("--no-schedule", is_flag=True, help="Serve the pages only: no collection, no weekly send.")
+@click.option(
+    "--proxy-headers/--no-proxy-headers",
+    default=True,
+    show_default=True,
+    help="Take the client address and scheme from X-Forwarded-For/-Proto sent by --forwarded-allow-ips.",
+)
+@click.option(
+    "--forwarded-allow-ips",
+    default="127.0.0.1",
+    show_default=True,
+    help="Comma-separated addresses of reverse proxies whose X-Forwarded-* headers are trusted.",
+)
+@click.option("--access-log", is_flag=True, help="Log every request (paths carry subscriber tokens: keep it private).")
+@click.option(
+    "--log-level",
+    type=click.Choice(["debug", "info", "warning", "error"]),
+    default="info",
+    show_default=True,
+    help="How much the server and the schedule log.",
+)
+@click.pass_obj
+def serve(
+    state: _State,
+    host: str,
+    port: int,
+    no_schedule: bool,
+    proxy_headers: bool,
+    forwarded_allow_ips: str,
+    access_log: bool,
+    log_level: str,
+) -> None:
+    """Serve the subscription pages and the archive, and run the schedule.
+
+    Readers subscribe, confirm, change topics and unsubscribe on these pages; past
+    editions and an Atom feed are public. Beside the pages, sources are collected
+    every [digest] collect_every and the weekly job (what `digest run` does) runs
+    at send_on, once per week even across restarts. Needs [subscription]
+    public_url and secret. Put it behind a reverse proxy for TLS (see the README).
+
+    \b
+    Examples:
+      digest serve
+      digest serve --host 127.0.0.1 --port 8080 --access-log
+      digest serve --no-schedule          # pages only; cron runs `digest run`
+    """
+    import logging
+
+    import uvicorn
+
+    from .schedule import Scheduler
+    from .subscribers import secret_of
+    from .web import create_app
+
+    settings = state.settings()
+    secret_of(settings)
+    logging.basicConfig(level=log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    with Store.open(settings.database_url) as store:
+        scheduler = None if no_schedule else Scheduler(settings, store)
+        app = create_app(settings, store, scheduler=scheduler)
+        err.print(f"serving {settings.subscription.public_url} on http://{host}:{port}", markup=False)
+        uvicorn.run(
+            app,
+            host=host,
+            port=port,
+            proxy_headers=proxy_headers,
+            forwarded_allow_ips=forwarded_allow_ips,
+            access_log=access_log,
+            log_level=log_level,
+            server_header=False,
+        )
+
+
+@cli.group()
+def subscribers() -> None:
+    """Manage subscribers: list, add, remove, import and export.
+
+    Readers usually subscribe themselves on the pages of `digest serve`. An
+    address that unsubscribed is kept only as a hash (the suppression list):
+    `add` and `import` refuse it, so nobody is added back silently.
+    """
+
+
+@subscribers.command(name="list")
+@click.option("--json", "as_json", is_flag=True, help='Print [{"email", "state", "topics"}] as JSON.')
+@click.option(
+    "--state", "only", type=click.Choice(["pending", "confirmed", "unsubscribed", "bouncing"]), help="Only this state."
+)
+@click.pass_obj
+def subscribers_list(state: _State, as_json: bool, only: str | None) -> None:
+    """List subscribers with their state and topics.
+
+    Addresses listed in feeds.toml are included. People who unsubscribed
+    through the pages are kept only as hashes: they are counted, not listed.
+
+    \b
+    Examples:
+      digest subscribers list
+      digest subscribers list --state pending
+      digest subscribers list --json
+    """
+    from .subscribers import listing
+
+    settings = state.settings()
+    with Store.open(settings.database_url) as store:
+        rows = [r for r in listing(settings, store, now=_now()) if not only or r["state"] == only]
+        counts = store.subscriber_counts()
+    if as_json:
+        out.print_json(json.dumps([{"email": r["email"], "state": r["state"], "topics": r["topics"]} for r in rows]))
+        return
+    table = Table(title=f"{len(rows)} subscribers", title_justify="left")
+    for column in ("email", "state", "topics", "from"):
+        table.add_column(column, overflow="fold")
+    for r in rows:
+        table.add_row(r["email"], r["state"], ", ".join(r["topics"]), r["origin"])
+    out.print(table)
+    out.print(_counts_line(counts), markup=False)
+
+
+@subscribers.command(name="add")
+@click.argument("email")
+@click.option("--topics", "topic_list", help="Topics, comma-separated (default: all).")
+@click.option("--confirmed", is_flag=True, help="They asked you directly: no confirmation email.")
+@click.pass_obj
+def subscribers_add(state: _State, email: str, topic_list: str | None, confirmed: bool) -> None:
+    """Add a subscriber (or change an existing one's topics).
+
+    With [subscription] double_opt_in (the default) and no --confirmed, the
+    address is pending and gets a confirmation email. An address that
+    unsubscribed is refused: only they can subscribe again, on the pages.
+
+    \b
+    Examples:
+      digest subscribers add reader@example.org
+      digest subscribers add reader@example.org --topics "FHIR,Privacy" --confirmed
+    """
+    from .subscribers import add
+
+    settings = state.settings()
+    topics = [t.strip() for t in topic_list.split(",") if t.strip()] if topic_list is not None else None
+    with Store.open(settings.database_url) as store:
+        added = add(settings, store, email, topics, confirmed=confirmed, now=_now())
+    note = "; a confirmation email was sent" if added.status == "pending" else ""
+    out.print(f"{added.email}: {added.status}{note}", markup=False)
+
+
+@subscribers.command(name="remove")
+@click.argument("email")
+@click.pass_obj
+def subscribers_remove(state: _State, email: str) -> None:
+    """Unsubscribe an address: its data goes, a suppression (its hash) stays.
+
+    An address that was not subscribed is suppressed too, so imports skip it.
+
+    \b
+    Example:
+      digest subscribers remove reader@example.org
+    """
+    from .subscribers import remove
+
+    settings = state.settings()
+    with Store.open(settings.database_url) as store:
+        was = remove(store, email, now=_now())
+    out.print(f"{email.strip().lower()}: {'unsubscribed' if was else 'was not subscribed; suppressed'}", markup=False)
+
+
+@subscribers.command(name="import")
+@click.argument("file", type=click.Path(exists=True, dir_okay=False))
+@click.option("--json", "as_json", is_flag=True, help="Print the summary as JSON.")
+@click.pass_obj
+def subscribers_import(state: _State, file: str, as_json: bool) -> None:
+    """Add the people in FILE.csv as confirmed subscribers.
+
+    Columns: email, and optionally topics (several joined by |) and name. Only
+    import people who asked to receive the digest. Suppressed addresses are
+    skipped, existing subscribers are left as they are, and a bad row is
+    reported with its line while the rest go on.
+
+    \b
+    Examples:
+      digest subscribers import readers.csv
+      digest subscribers import readers.csv --json
+    """
+    from .subscribers import import_csv
+
+    settings = state.settings()
+    with Store.open(settings.database_url) as store:
+        report = import_csv(settings, store, file, now=_now())
+    if as_json:
+        out.print_json(json.dumps(report.as_dict()))
+        return
+    for line, reason in report.invalid:
+        err.print(f"{file}:{line}: {reason}", markup=False)
+    out.print(
+        f"added {len(report.added)}, already subscribed {len(report.existing)}, "
+        f"skipped as unsubscribed {len(report.suppressed)}, invalid {len(report.invalid)}",
+        markup=False,
+    )
+
+
+@subscribers.command(name="export")
+@click.argument("file", type=click.Path(dir_okay=False, writable=True))
+@click.pass_obj
+def subscribers_export(state: _State, file: str) -> None:
+    """Write every subscriber to FILE.csv (email, name, topics, state), readable by `import`.
+
+    \b
+    Example:
+      digest subscribers export readers.csv
+    """
+    from .subscribers import export_csv
+
+    settings = state.settings()
+    with Store.open(settings.database_url) as store:
+        rows = export_csv(settings, store, file, now=_now())
+    err.print(f"wrote {rows} subscribers to {file}", markup=False)
+
+
+def _counts_line(counts: dict[str, int]) -> str:
+    return ", ".join(f"{counts.get(s, 0)} {s}" for s in ("confirmed", "pending", "unsubscribed", "bouncing"))
+
+
+def _store_counts(settings: config_mod.Settings) -> str:
+    """``; in the store: 3 confirmed, ...`` for `check`, or nothing before the store exists."""
+    from .errors import StoreError
+    from .subscribers import counts
+
+    try:
+        found = counts(settings)
+    except StoreError as exc:
+        return f"; the store cannot be read: {exc}"
+    return f"; in the store: {_counts_line(found)}" if found is not None else ""
 
 
 def main(argv: list[str] | None = None) -> None:

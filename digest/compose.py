@@ -16,6 +16,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, replace
 from datetime import date, datetime, time, timedelta, tzinfo
 from pathlib import Path
+from typing import TYPE_CHECKING
 from urllib.parse import urlsplit
 from zoneinfo import ZoneInfo
 
@@ -28,10 +29,14 @@ from .errors import DigestError
 from .models import Post
 from .rank import SharedLink, Story, account_key, dedupe, link_accounts, rank_section, score, shared_links, shares_of
 
+if TYPE_CHECKING:
+    from .chats import Recap
+
 __all__ = [
     "PLACEHOLDERS",
     "Composer",
     "Edition",
+    "chat_text",
     "compose_issue",
     "current_week",
     "edition_path",
@@ -143,6 +148,35 @@ class LinkView:
         """The URL as a reader scans it: no scheme, no ``www.``, no trailing slash, at most 70 characters."""
         bare = re.sub(r"^https?://(www\.)?", "", self.url).rstrip("/")
         return bare if len(bare) <= 70 else bare[:69] + "…"
+
+
+@dataclass(frozen=True, slots=True)
+class ChatQuestionView:
+    """A chat question as the templates show it: label, text, link, and the best answers as cards."""
+
+    label: str
+    text: str
+    url: str
+    answers: tuple[Card, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class ChatView:
+    """A chat recap as the templates show it (``_chat.html``, ``_chat.txt``)."""
+
+    hashtag: str
+    when: str
+    participants: int
+    thread_url: str
+    questions: tuple[ChatQuestionView, ...]
+    other: tuple[Card, ...]
+
+    @property
+    def note(self) -> str:
+        parts = [self.when, _plural(self.participants, "participant")]
+        if self.questions:
+            parts.append(_plural(len(self.questions), "question"))
+        return " · ".join(parts)
 
 
 class _Slot(Markup):
@@ -276,6 +310,7 @@ class Composer:
         per_section: int = 10,
         per_author: int = 3,
         per_source: int = 5,
+        chats: Sequence[Recap] = (),
     ) -> None:
         self.title, self.week, self.now = title, week, now
         self.zone = _zone(timezone)
@@ -289,10 +324,15 @@ class Composer:
         self.stories = dedupe(posts)
         self.kept = {s.post.id: _kept_topics(s, kept) for s in self.stories}
         on_topic = [s for s in self.stories if self.kept[s.post.id]]
+        # chat recaps go to every reader; what they show is neither repeated in the topic sections
+        # nor counted as left out
+        self.chats = tuple(r for r in chats if not r.empty)
+        self.in_chats: frozenset[str] = frozenset().union(*(r.shown for r in self.chats))
         # 2. the week's numbers and who shared which link, the same for every selection
-        self.left_out = len(self.stories) - len(on_topic)
+        self.left_out = sum(1 for s in self.stories if not self.kept[s.post.id] and not s.ids & self.in_chats)
         self.accounts = len({account_key(p) for s in self.stories for p in s.posts if not p.is_boost})
         self.link_accounts = link_accounts(on_topic)
+        self._chat_views: list[ChatView] | None = None
         self._cards: dict[str, Card] = {}
         self._editions: dict[tuple[str, ...], Edition | None] = {}
 
@@ -309,7 +349,7 @@ class Composer:
     def _compose(self, selection: tuple[str, ...]) -> Edition | None:
         # 3. each story goes to the selected topic it scores best under, then sections are ranked
         sections = self._sections(selection)
-        quiet = not any(s.cards for s in sections)
+        quiet = not any(s.cards for s in sections) and not self.chats
         if quiet and not self.quiet_week:
             return None
         chosen = [s for s in self.stories if set(self.kept[s.post.id]) & set(selection)]
@@ -334,6 +374,8 @@ class Composer:
         by_topic: dict[str, list[Story]] = {topic: [] for topic in selection}
         for story in self.stories:
             topics = self.kept[story.post.id]
+            if story.ids & self.in_chats:
+                continue
             mine = [t for t in selection if t in topics]
             if mine:
                 best = max(mine, key=lambda t: (topics[t], -selection.index(t)))
@@ -353,6 +395,13 @@ class Composer:
             self._cards[story.post.id] = _make_card(story, self.zone)
         return self._cards[story.post.id]
 
+    def _chats(self) -> list[ChatView]:
+        """The chat recaps' views, built once: every selection shows the same ones."""
+        if self._chat_views is None:
+            stories = {s.post.id: s for s in self.stories}
+            self._chat_views = [_chat_view(r, self.zone, stories) for r in self.chats]
+        return self._chat_views
+
     def _link_view(self, shared: SharedLink) -> LinkView:
         host = (urlsplit(shared.url).hostname or "").removeprefix("www.")
         return LinkView(safe_url(shared.url), shared.title, host, shared.accounts)
@@ -363,6 +412,7 @@ class Composer:
         period = _period_label(*self.period)
         week_number = self.week.split("-W")[-1].lstrip("0")
         cards = [c for s in sections for c in s.cards]
+        chats = self._chats()
         return {
             "title": self.title,
             "subject": f"{self.title}: {period}",
@@ -374,8 +424,9 @@ class Composer:
             "preheader": " · ".join((c.title or c.text)[:80] for c in cards[:3] if not c.warning),
             "topics": selection,
             "sections": sections,
-            "toc": _contents(sections, shared),
+            "toc": _contents(sections, shared, chats),
             "shared": shared,
+            "chats": chats,
             "quiet": quiet,
             "image_width": MAX_IMAGE_WIDTH,
             "left_out": self.left_out,
@@ -452,10 +503,43 @@ def _kept_topics(story: Story, kept: Mapping[str, Mapping[str, float]]) -> dict[
     return topics
 
 
-def _contents(sections: Sequence[Section], shared: Sequence[LinkView]) -> list[tuple[str, int]]:
-    """The "In this edition" line: each section with posts, then the shared links, with their counts."""
+def _contents(
+    sections: Sequence[Section], shared: Sequence[LinkView], chats: Sequence[ChatView] = ()
+) -> list[tuple[str, int]]:
+    """The "In this edition" line: each section with posts, the chat recaps (their questions), then the
+    shared links, with their counts."""
     entries = [(section.topic, len(section.cards)) for section in sections if section.cards]
+    entries += [(f"#{chat.hashtag} chat", len(chat.questions) or len(chat.other)) for chat in chats]
     return entries + ([("Most shared links", len(shared))] if shared else [])
+
+
+def _chat_view(recap: Recap, zone: tzinfo, stories: Mapping[str, Story] | None = None) -> ChatView:
+    """A recap ready to print: times in ``zone``, every post a sanitized `Card`."""
+    known = stories or {}
+
+    def card(post: Post) -> Card:
+        return _make_card(known.get(post.id) or Story(post), zone)
+
+    start, end = recap.start.astimezone(zone), recap.end.astimezone(zone)
+    questions = tuple(
+        ChatQuestionView(q.label, _excerpt(q.text, BODY_LIMIT), safe_url(q.link), tuple(card(a) for a in q.answers))
+        for q in recap.questions
+    )
+    return ChatView(
+        hashtag=recap.hashtag,
+        when=f"{_time_label(start)}–{end:%H:%M}",
+        participants=recap.participants,
+        thread_url=safe_url(recap.thread_url),
+        questions=questions,
+        other=tuple(card(p) for p in recap.other),
+    )
+
+
+def chat_text(recaps: Sequence[Recap], timezone: str | tzinfo, templates_dir: Path | None = None) -> str:
+    """Chat recaps as the plain-text part shows them (``_chat.txt``), for a curator to check."""
+    zone = _zone(timezone)
+    views = [_chat_view(r, zone) for r in recaps if not r.empty]
+    return environment(templates_dir).get_template("_chat.txt").render(chats=views)
 
 
 def _plural(count: int, word: str) -> str:

@@ -24,6 +24,7 @@ from .errors import ConfigError
 
 __all__ = [
     "BlueskySettings",
+    "ChatSettings",
     "CollectSettings",
     "DigestSettings",
     "MailSettings",
@@ -302,6 +303,61 @@ class Topic(_Model):
     threshold: float | None = Field(None, gt=0, lt=1, description="Optional override of the filter's own threshold.")
 
 
+class ChatSettings(_Model):
+    """``[[chats]]``: a weekly hashtag chat (``#HITsm``): collected often while it runs, recapped in the edition."""
+
+    hashtag: str = Field(description="The chat's hashtag, with or without #; it must also be a hashtag source.")
+    host: str | None = Field(
+        None,
+        description="The account whose posts carry the numbered questions (T1, T2 ...): @user@server or a Bluesky handle.",
+    )
+    when: str = Field(description="When the chat starts, in [digest] timezone: a weekday and a 24-hour time.")
+    duration: str = Field("1h", description="How long the chat runs: '1h', '90m', '1h30m' (at most 24h).")
+
+    @field_validator("hashtag")
+    @classmethod
+    def _tag(cls, value: str) -> str:
+        match = _HASHTAG.match(value.strip())
+        if not match:
+            raise ValueError("not a hashtag such as 'HITsm'")
+        return match.group(1)
+
+    @field_validator("host")
+    @classmethod
+    def _host(cls, value: str | None) -> str | None:
+        if value is None:
+            return None
+        value = value.strip()
+        if _HANDLE.match(value):
+            return "@" + value.lstrip("@")
+        if re.fullmatch(r"@?[A-Za-z0-9-]+(\.[A-Za-z0-9-]+)+", value):
+            return value.lstrip("@")
+        raise ValueError("not an account such as '@HITsm@mastodon.social' or 'hitsm.bsky.social'")
+
+    @field_validator("when")
+    @classmethod
+    def _when(cls, value: str) -> str:
+        parse_schedule(value)
+        return value
+
+    @field_validator("duration")
+    @classmethod
+    def _duration(cls, value: str) -> str:
+        if parse_interval(value) > timedelta(hours=24):
+            raise ValueError(f"{value!r} is too long for a chat: use at most 24h")
+        return value
+
+    @property
+    def schedule(self) -> tuple[int, time]:
+        """The weekly start as (weekday number with Monday 0, local time)."""
+        return parse_schedule(self.when)
+
+    @property
+    def length(self) -> timedelta:
+        """``duration`` as a timedelta."""
+        return parse_interval(self.duration)
+
+
 class NoiseSettings(_Model):
     """``[noise]``: the off-topic chatter every topic competes with; digest ships a general profile."""
 
@@ -389,6 +445,7 @@ class Settings:
     mail: MailSettings
     subscription: SubscriptionSettings
     noise: NoiseSettings
+    chats: tuple[ChatSettings, ...] = ()
 
     @property
     def templates_dir(self) -> Path | None:
@@ -416,7 +473,7 @@ _SECTIONS: dict[str, type[_Model]] = {
     "subscription": SubscriptionSettings,
     "noise": NoiseSettings,
 }
-_ARRAYS: dict[str, type[_Model]] = {"topics": Topic, "subscribers": Subscriber}
+_ARRAYS: dict[str, type[_Model]] = {"topics": Topic, "subscribers": Subscriber, "chats": ChatSettings}
 _TOP_KEYS = (*_SECTIONS, *_ARRAYS, "sources")
 
 
@@ -506,6 +563,13 @@ def _cross_check(sections: dict[str, Any], arrays: dict[str, list[Any]], sources
         for topic in sub.topics or ():
             if topic not in names:
                 report(("subscribers", i, "topics"), _unknown(topic, names, what="topic"))
+    hashtags = [s.hashtag.lower() for s in sources if isinstance(s, HashtagSource)]
+    for i, chat in enumerate(arrays["chats"]):
+        if chat.hashtag.lower() not in hashtags:
+            report(
+                ("chats", i, "hashtag"),
+                f"#{chat.hashtag} is not collected: add [[sources]] hashtag = {chat.hashtag!r} so the chat is read",
+            )
     for i, source in enumerate(sources):
         if isinstance(source, HashtagSource) and "bluesky" in source.networks and not sections["bluesky"].has_login:
             report(

@@ -5,6 +5,7 @@ The hierarchy::
     DigestError                  anything digest reports to a person
     ├── ConfigError              feeds.toml is missing or wrong (exit status 2)
     ├── StoreError               the database cannot be opened or migrated
+    ├── SourceError              a source cannot be added, imported or exported (dead, duplicate, bad OPML)
     └── FetchError               one source could not be collected (recorded, the run goes on)
         ├── TransientFetchError  worth retrying: timeouts, dropped connections, 5xx, 429
         └── PermanentFetchError  not worth retrying now: 4xx, bad payloads, oversized bodies
@@ -19,6 +20,7 @@ __all__ = [
     "DigestError",
     "FetchError",
     "PermanentFetchError",
+    "SourceError",
     "StoreError",
     "TransientFetchError",
 ]
@@ -38,6 +40,11 @@ class ConfigError(DigestError):
 
 class StoreError(DigestError):
     """The store cannot be opened, is newer than this version, or a migration failed."""
+
+
+class SourceError(DigestError):
+    """A source cannot be added (dead, not a feed, already followed), or an OPML file cannot be
+    read or written; the message names the URL, handle or file (and line) and the reason."""
 
 
 class FetchError(DigestError):

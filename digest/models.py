@@ -64,6 +64,7 @@ class Post:
     links: tuple[str, ...] = ()
     media: tuple[Media, ...] = ()
     is_reply: bool = False
+    in_reply_to: str = ""  # the parent's URL or URI; "server:id" when only a server-local Mastodon id is known
     is_boost: bool = False
     is_quote: bool = False
     boosted_by: str = ""

@@ -19,13 +19,16 @@ from .models import Post, Recipient
 from .store import FilterRun, Store
 
 if TYPE_CHECKING:
+    from .chats import Recap
     from .compose import Composer
     from .topics import NoiseProfile
 
 __all__ = [
+    "chat_recaps",
     "composer_for",
     "edition_period",
     "explain_post",
+    "last_chat_recap",
     "noise_profile",
     "prepare_editions",
     "run_filter",
@@ -116,6 +119,7 @@ def composer_for(settings: Settings, store: Store, *, now: datetime, week: str |
     label, since, until = edition_period(settings, week, now)
     run = run_filter(settings, store, now=now, period=(since, until))
     kept = {pid: {t: d.scores[t] for t in d.topics} for pid, d in run.verdicts if d.topics}
+    best = {pid: max(scores.values()) for pid, scores in kept.items()}
     return Composer(
         store.posts(since, until),
         kept,
@@ -128,7 +132,62 @@ def composer_for(settings: Settings, store: Store, *, now: datetime, week: str |
         public_url=settings.subscription.public_url,
         quiet_week=settings.digest.quiet_week,
         templates_dir=settings.templates_dir,
+        chats=chat_recaps(settings, store, since=since, until=until, topic_scores=best),
     )
+
+
+def chat_recaps(
+    settings: Settings,
+    store: Store,
+    *,
+    since: datetime,
+    until: datetime,
+    topic_scores: dict[str, float] | None = None,
+) -> list[Recap]:
+    """The recaps of every configured chat that ended in ``(since, until]``, oldest first; a window
+    with nothing collected is left out. ``topic_scores``: each kept post's best topic score."""
+    from .chats import chat_windows, recap
+
+    found = []
+    for chat in settings.chats:
+        server = _chat_server(settings, chat.hashtag)
+        for window in chat_windows(chat, since, until, settings.digest.timezone):
+            made = recap(store.posts(*window), chat, window, topic_scores, server=server)
+            if not made.empty:
+                found.append(made)
+    return sorted(found, key=lambda r: (r.start, r.hashtag))
+
+
+def last_chat_recap(settings: Settings, store: Store, *, now: datetime, week: str | None = None) -> Recap | None:
+    """The recap of the last chat that ended in an edition's period (default: the one going out now),
+    with topic scores from the last filter run (nothing is recorded). None when no chat ended then."""
+    from .chats import chat_windows, recap
+
+    _, since, until = edition_period(settings, week, now)
+    windows = [
+        (window, chat)
+        for chat in settings.chats
+        for window in chat_windows(chat, since, until, settings.digest.timezone)
+    ]
+    if not windows:
+        return None
+    window, chat = max(windows, key=lambda w: (w[0][1], w[1].hashtag))
+    run = store.last_filter_run()
+    scores = None  # no filter run over the chat: no post counts as chatter
+    if run is not None and run.since <= window[0] and window[1] <= run.until:
+        scores = {pid: max(d.scores[t] for t in d.topics) for pid, d in run.verdicts if d.topics}
+    return recap(store.posts(*window), chat, window, scores, server=_chat_server(settings, chat.hashtag))
+
+
+def _chat_server(settings: Settings, hashtag: str) -> str | None:
+    """The first Mastodon server the chat's hashtag is read from: its page links the whole thread."""
+    from .config import HashtagSource
+
+    for source in settings.sources:
+        if isinstance(source, HashtagSource) and source.hashtag.lower() == hashtag.lower():
+            servers = source.servers or settings.collect.servers
+            return servers[0] if servers else None
+    return None
 
 
 def prepare_editions(

@@ -83,6 +83,7 @@ posts = sa.Table(
     sa.Column("links", sa.JSON, nullable=False),
     sa.Column("media", sa.JSON, nullable=False),
     sa.Column("is_reply", sa.Boolean, nullable=False),
+    sa.Column("in_reply_to", sa.String, nullable=False, server_default=""),
     sa.Column("is_boost", sa.Boolean, nullable=False),
     sa.Column("is_quote", sa.Boolean, nullable=False),
     sa.Column("boosted_by", sa.String, nullable=False),
@@ -185,7 +186,7 @@ suppressions = sa.Table(
 jobs = sa.Table(
     "jobs",
     metadata,
-    sa.Column("name", sa.String, primary_key=True),  # send, collect
+    sa.Column("name", sa.String, primary_key=True),  # send, collect, chat
     sa.Column("period", sa.String, primary_key=True),  # the ISO week, or the collection slot
     sa.Column("status", sa.String, nullable=False),  # running, done, failed
     sa.Column("owner", sa.String, nullable=False, default=""),  # host:pid of the process running it
@@ -216,6 +217,12 @@ def _move_unsubscribed_to_suppressions(conn: Connection) -> None:
     conn.execute(subscribers.delete().where(subscribers.c.status == "unsubscribed"))
 
 
+def _add_in_reply_to(conn: Connection) -> None:
+    """Migration 5: posts keep their parent's identity (chat recaps thread replies); existing rows get ''."""
+    if "in_reply_to" not in {c["name"] for c in sa.inspect(conn).get_columns("posts")}:
+        conn.exec_driver_sql("ALTER TABLE posts ADD COLUMN in_reply_to VARCHAR NOT NULL DEFAULT ''")
+
+
 Migration = str | Callable[[Connection], None]
 
 # Migrations from version N-1 to N, applied in order to an existing database. A fresh database
@@ -224,6 +231,7 @@ MIGRATIONS: dict[int, Sequence[Migration]] = {
     2: [lambda conn: metadata.create_all(conn, tables=[filter_runs, decisions])],  # the topic filter's record
     3: [lambda conn: metadata.create_all(conn, tables=[subscribers, editions, deliveries])],  # the mailer's
     4: [_move_unsubscribed_to_suppressions],  # the subscription pages: suppressions, the serve schedule's jobs
+    5: [_add_in_reply_to],  # chat recaps: a post's parent
 }
 SCHEMA_VERSION = 1 + len(MIGRATIONS)
 
@@ -733,6 +741,38 @@ class Store:
         """A connection for recording sends one by one, each state change committed durably."""
         return DeliveryLog(self.engine)
 
+    # -- source activity, for `digest sources status` (read-only) ------------------------
+
+    def source_activity(self, since: datetime) -> dict[str, tuple[int, datetime | None]]:
+        """Per source key: (posts published since ``since``, the newest post's publication time)."""
+        recent = sa.func.sum(sa.case((posts.c.published >= since, 1), else_=0))
+        query = (
+            sa.select(post_sources.c.source, recent, sa.func.max(posts.c.published))
+            .join(posts, posts.c.id == post_sources.c.post_id)
+            .group_by(post_sources.c.source)
+        )
+        with self.engine.connect() as conn:
+            return {key: (int(count or 0), newest) for key, count, newest in conn.execute(query)}
+
+    def source_drops(self, run_id: int | None = None) -> dict[str, tuple[int, int]]:
+        """Per source key: (posts judged, posts dropped as off-topic) in one filter run (default: the last)."""
+        with self.engine.connect() as conn:
+            if run_id is None:
+                run_id = conn.execute(sa.select(sa.func.max(filter_runs.c.id))).scalar_one_or_none()
+            if run_id is None:
+                return {}
+            query = (
+                sa.select(post_sources.c.source, decisions.c.topics)
+                .join(decisions, decisions.c.post_id == post_sources.c.post_id)
+                .where(decisions.c.run_id == run_id)
+            )
+            rows = conn.execute(query).all()
+        counts: dict[str, tuple[int, int]] = {}
+        for key, topics in rows:
+            judged, dropped = counts.get(key, (0, 0))
+            counts[key] = (judged + 1, dropped + (0 if _json(topics) else 1))
+        return counts
+
 
 class DeliveryLog:
     """Records delivery states on one connection, each change its own durable transaction
@@ -830,6 +870,7 @@ def _post_row(post: Post, collected_at: datetime) -> dict[str, Any]:
         "links": list(post.links),
         "media": [asdict(m) for m in post.media],
         "is_reply": post.is_reply,
+        "in_reply_to": post.in_reply_to,
         "is_boost": post.is_boost,
         "is_quote": post.is_quote,
         "boosted_by": post.boosted_by,

@@ -140,6 +140,7 @@ MODELS = (
     config.MailSettings,
     config.SubscriptionSettings,
     config.NoiseSettings,
+    config.ChatSettings,
 )
 
 

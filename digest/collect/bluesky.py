@@ -100,6 +100,7 @@ def post_view_post(view: dict[str, Any], source: str, reposted_by: str = "") -> 
         links=tuple(dict.fromkeys(links + external)),
         media=tuple(media),
         is_reply="reply" in record,
+        in_reply_to=str(((record.get("reply") or {}).get("parent") or {}).get("uri") or ""),
         is_boost=bool(reposted_by),
         is_quote=_is_quote(view.get("embed") or {}),
         boosted_by=reposted_by,

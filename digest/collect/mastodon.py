@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import json
 import re
-from dataclasses import dataclass
+from collections.abc import Mapping
+from dataclasses import dataclass, replace
 from typing import Any
 from urllib.parse import quote, urlencode
 
@@ -34,8 +35,12 @@ def handle_of(account: dict[str, Any], server: str) -> str:
     return f"@{acct}" if "@" in acct else f"@{acct}@{server}"
 
 
-def status_post(status: dict[str, Any], server: str, source: str) -> Post:
-    """One API Status (or the status it boosts) as a `Post`."""
+def status_post(status: dict[str, Any], server: str, source: str, parents: Mapping[str, str] | None = None) -> Post:
+    """One API Status (or the status it boosts) as a `Post`.
+
+    A reply's ``in_reply_to`` is its parent's URL when ``parents`` (server-local id -> URL, the
+    statuses read in the same run) knows it, else ``"server:id"``: Mastodon ids are server-local.
+    """
     booster = ""
     if isinstance(status.get("reblog"), dict):
         booster = handle_of(status.get("account") or {}, server)
@@ -77,6 +82,7 @@ def status_post(status: dict[str, Any], server: str, source: str) -> Post:
             if m.get("url") or m.get("remote_url")
         ),
         is_reply=status.get("in_reply_to_id") is not None,
+        in_reply_to=_parent(status, server, parents or {}),
         is_boost=bool(booster),
         is_quote=bool(status.get("quote")),
         boosted_by=booster,
@@ -89,6 +95,23 @@ def status_post(status: dict[str, Any], server: str, source: str) -> Post:
             status.get("quotes_count"),
         ),
     )
+
+
+def _parent(status: dict[str, Any], server: str, parents: Mapping[str, str]) -> str:
+    parent = status.get("in_reply_to_id")
+    if parent is None or parent == "":
+        return ""
+    return parents.get(str(parent)) or f"{server}:{parent}"
+
+
+def _status_urls(statuses: list[dict[str, Any]]) -> dict[str, str]:
+    """Server-local id -> URL of every status in a page, boosted ones included."""
+    found = {}
+    for status in statuses:
+        for item in (status, status.get("reblog")):
+            if isinstance(item, dict) and item.get("id") and (item.get("url") or item.get("uri")):
+                found[str(item["id"])] = str(item.get("url") or item.get("uri"))
+    return found
 
 
 def _media_type(kind: Any) -> str:
@@ -142,10 +165,12 @@ class MastodonApiJob:
 
     async def _page_back(self, ctx: Context, url: str | None, since: str) -> tuple[Outcome, str]:
         outcome, newest, pages, skipped = Outcome(), "", 0, 0
+        parents: dict[str, str] = {}
         while url and pages < ctx.settings.collect.page_limit:
             result = await ctx.fetcher.get(url, accept="application/json")
             statuses = read_json(result, list)
             pages += 1
+            parents.update(_status_urls(statuses))
             if not statuses:
                 outcome.complete = True
                 break
@@ -168,6 +193,14 @@ class MastodonApiJob:
             url = result.link_next
         if not url:
             outcome.complete = True
+        # a reply usually comes a page before its parent: resolve parent ids once every page is read
+        prefix = f"{self.server}:"
+        outcome.posts = [
+            replace(p, in_reply_to=parents[p.in_reply_to[len(prefix) :]])
+            if p.in_reply_to.startswith(prefix) and p.in_reply_to[len(prefix) :] in parents
+            else p
+            for p in outcome.posts
+        ]
         if skipped:
             outcome.notes.append(f"{skipped} posts skipped: their authors opted out (#nobot/#noindex)")
         return outcome, newest

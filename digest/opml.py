@@ -1,0 +1,191 @@
+"""OPML 1.0/2.0 subscription lists: read what feed readers export, write what they import.
+
+Reading copes with the exports of Feedly, Inoreader, NetNewsWire, Miniflux and FreshRSS: folders
+nested to any depth, ``xmlUrl`` in any letter case (``xmlurl`` in OPML 1.0 files), titles in
+``title`` or ``text`` or missing, ``feed://`` URLs, duplicates (kept, for the caller to skip).
+The XML is parsed without resolving entities or touching the network; a file that is not
+well-formed is refused with its name and line, before anything is done with it.
+
+No I/O beyond the file read or written.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import tempfile
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from datetime import datetime
+from email.utils import format_datetime
+from pathlib import Path
+from urllib.parse import urlsplit
+
+from lxml import etree
+
+from .errors import SourceError
+
+__all__ = ["OpmlDocument", "OpmlError", "OpmlFeed", "OpmlGroup", "parse_opml", "read_opml", "render_opml", "write_opml"]
+
+MAX_BYTES = 20_000_000  # a subscription list, not a data dump
+
+
+class OpmlError(SourceError):
+    """An OPML file cannot be read (missing, not well-formed, not OPML) or written."""
+
+
+@dataclass(frozen=True, slots=True)
+class OpmlFeed:
+    """One subscription: its feed URL, title (may be empty), home page, the folders it sits in
+    (outermost first) and the line it was written on."""
+
+    url: str
+    title: str = ""
+    html_url: str = ""
+    folders: tuple[str, ...] = ()
+    line: int = 0
+
+
+@dataclass(slots=True)
+class OpmlDocument:
+    """A parsed OPML file: its title, the feeds in document order (duplicates included) and the
+    outlines that look like subscriptions but could not be used, as (line, reason)."""
+
+    title: str = ""
+    feeds: list[OpmlFeed] = field(default_factory=list)
+    ignored: list[tuple[int, str]] = field(default_factory=list)
+
+
+@dataclass(frozen=True, slots=True)
+class OpmlGroup:
+    """A folder of feeds to write: its name and the feeds in it."""
+
+    name: str
+    feeds: Sequence[OpmlFeed]
+
+
+def read_opml(path: str | os.PathLike[str]) -> OpmlDocument:
+    """Read and parse an OPML file; raise `OpmlError` naming the file (and line) when it cannot be used."""
+    path = Path(path)
+    try:
+        with path.open("rb") as handle:
+            data = handle.read(MAX_BYTES + 1)
+    except FileNotFoundError:
+        raise OpmlError(f"{path}: not found") from None
+    except OSError as exc:
+        raise OpmlError(f"{path}: cannot be read: {exc.strerror or exc}") from None
+    if len(data) > MAX_BYTES:
+        raise OpmlError(f"{path}: larger than {MAX_BYTES // 1_000_000} MB; not a subscription list")
+    return parse_opml(data, str(path))
+
+
+def parse_opml(data: bytes, name: str = "<opml>") -> OpmlDocument:
+    """Parse OPML bytes (``name`` is used in messages); raise `OpmlError` with ``name:line: problem``."""
+    parser = etree.XMLParser(
+        resolve_entities=False, no_network=True, load_dtd=False, huge_tree=False, remove_comments=True
+    )
+    try:
+        root = etree.fromstring(data, parser)
+    except etree.XMLSyntaxError as exc:
+        message = re.sub(r",? line \d+, column \d+$", "", str(exc.msg or exc)).strip()
+        raise OpmlError(f"{name}:{exc.lineno or 1}: not well-formed XML: {message}") from None
+    if root is None or not isinstance(root.tag, str) or etree.QName(root).localname.lower() != "opml":
+        tag = etree.QName(root).localname if root is not None and isinstance(root.tag, str) else "none"
+        raise OpmlError(f"{name}:{_line(root)}: not an OPML file (the root element is <{tag}>, not <opml>)")
+    body = _child(root, "body")
+    if body is None:
+        raise OpmlError(f"{name}:{_line(root)}: OPML without a <body>: no subscriptions in it")
+    document = OpmlDocument(title=_text(_child(_child(root, "head"), "title")))
+    _walk(body, (), document)
+    return document
+
+
+def render_opml(groups: Sequence[OpmlGroup], *, title: str, now: datetime) -> bytes:
+    """An OPML 2.0 document (UTF-8 bytes) with one folder outline per non-empty group."""
+    root = etree.Element("opml", version="2.0")
+    head = etree.SubElement(root, "head")
+    etree.SubElement(head, "title").text = title
+    etree.SubElement(head, "dateCreated").text = format_datetime(now)
+    etree.SubElement(head, "docs").text = "https://opml.org/spec2.opml"
+    body = etree.SubElement(root, "body")
+    for group in groups:
+        if not group.feeds:
+            continue
+        folder = etree.SubElement(body, "outline", text=group.name, title=group.name)
+        for feed in group.feeds:
+            label = feed.title or feed.url
+            attributes = {"type": "rss", "text": label, "title": label, "xmlUrl": feed.url}
+            if feed.html_url:
+                attributes["htmlUrl"] = feed.html_url
+            etree.SubElement(folder, "outline", attributes)
+    return etree.tostring(root, xml_declaration=True, encoding="UTF-8", pretty_print=True)
+
+
+def write_opml(path: str | os.PathLike[str], groups: Sequence[OpmlGroup], *, title: str, now: datetime) -> int:
+    """Write an OPML 2.0 file atomically (a reader never sees half of it); return how many feeds."""
+    path = Path(path)
+    data = render_opml(groups, title=title, now=now)
+    try:
+        fd, temp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+        try:
+            with os.fdopen(fd, "wb") as handle:
+                handle.write(data)
+            os.replace(temp, path)
+        except BaseException:
+            Path(temp).unlink(missing_ok=True)
+            raise
+    except OSError as exc:
+        raise OpmlError(f"{path}: cannot be written: {exc.strerror or exc}") from None
+    return sum(len(group.feeds) for group in groups)
+
+
+def _walk(parent: etree._Element, folders: tuple[str, ...], document: OpmlDocument) -> None:
+    for outline in parent:
+        if not isinstance(outline.tag, str) or etree.QName(outline).localname.lower() != "outline":
+            continue
+        attributes = {etree.QName(k).localname.lower(): (v or "").strip() for k, v in outline.attrib.items()}
+        title = " ".join((attributes.get("title") or attributes.get("text") or "").split())
+        kind = attributes.get("type", "").lower()
+        url = attributes.get("xmlurl") or (attributes.get("url", "") if kind in ("rss", "atom") else "")
+        line = _line(outline)
+        if url:
+            feed_url = _feed_url(url)
+            if feed_url:
+                document.feeds.append(OpmlFeed(feed_url, title, attributes.get("htmlurl", ""), folders, line))
+            else:
+                document.ignored.append((line, f"{url!r} is not an http(s) feed URL"))
+        elif kind in ("rss", "atom"):
+            document.ignored.append((line, f"outline {title!r} has type={kind!r} but no xmlUrl"))
+        elif kind == "include":
+            document.ignored.append((line, "included OPML files are not followed"))
+        if len(outline):
+            _walk(outline, (*folders, title) if not url else folders, document)
+
+
+def _feed_url(url: str) -> str:
+    """An http(s) URL from an OPML ``xmlUrl`` (``feed://`` and ``feed:https://`` accepted), or ''."""
+    url = url.strip()
+    if url.lower().startswith("feed:"):
+        rest = url[5:]
+        url = rest if rest.lower().startswith(("http://", "https://")) else "http:" + rest
+    parts = urlsplit(url)
+    if parts.scheme.lower() not in ("http", "https") or not parts.netloc:
+        return ""
+    return url
+
+
+def _child(element: etree._Element | None, name: str) -> etree._Element | None:
+    if element is None:
+        return None
+    for child in element:
+        if isinstance(child.tag, str) and etree.QName(child).localname.lower() == name:
+            return child
+    return None
+
+
+def _text(element: etree._Element | None) -> str:
+    return " ".join((element.text or "").split()) if element is not None else ""
+
+
+def _line(element: etree._Element | None) -> int:
+    return (element.sourceline or 1) if element is not None else 1
