@@ -4,13 +4,20 @@ The hierarchy::
 
     DigestError                  anything digest reports to a person
     ├── ConfigError              feeds.toml is missing or wrong (exit status 2)
-    ├── StoreError               the database cannot be opened or migrated
-    ├── SourceError              a source cannot be added, imported or exported (dead, duplicate, bad OPML)
-    └── FetchError               one source could not be collected (recorded, the run goes on)
-        ├── TransientFetchError  worth retrying: timeouts, dropped connections, 5xx, 429
-        └── PermanentFetchError  not worth retrying now: 4xx, bad payloads, oversized bodies
+    ├── StoreError               the database cannot be opened, migrated or written
+    ├── SourceError              a source cannot be added, imported or exported (dead, duplicate)
+    │   └── OpmlError            (opml.py) an OPML file is not readable
+    ├── FetchError               one source could not be collected (recorded, the run goes on)
+    │   ├── TransientFetchError  worth retrying: timeouts, dropped connections, 5xx, 429
+    │   └── PermanentFetchError  not worth retrying now: 4xx, bad payloads, oversized bodies
+    ├── MailError                (mail.py) a message could not be handed over
+    │   ├── TransientMailError   4xx, dropped connection, timeout: stays queued, tried again
+    │   └── PermanentMailError   5xx: recorded against the subscriber, a refused mailbox bounces
+    ├── TokenError               (tokens.py) a link is forged, for another purpose, or expired
+    ├── SubscriptionError        (subscribers.py) a subscribe/confirm/unsubscribe step cannot be done
+    └── CsrfError, RateLimited, BadRequest   (web.py) what the web app answers 403, 429 and 400 to
 
-Only ``cli.py`` turns these into exit codes.
+Only ``cli.py`` turns these into exit codes, and only ``web.py`` into HTTP responses.
 """
 
 from __future__ import annotations
