@@ -346,3 +346,38 @@ def test_dkim_signature_verifies(tmp_path: Path) -> None:
     assert set(lookups) == {b"wk._domainkey.hit.example."}
     tampered = sink.raw[0].replace(b"FHIR", b"FHIX", 1)
     assert not dkim.verify(tampered, dnsfunc=dns)
+
+
+def test_digest_run_end_to_end_over_http_and_smtp(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """The weekly job from a feed served on 127.0.0.1 to a message at a real SMTP server, then the outbox default."""
+    from datetime import UTC, datetime
+    from email.utils import format_datetime
+
+    from httpserver import Response, TestServer
+
+    fresh = format_datetime(datetime.now(UTC) - timedelta(hours=5), usegmt=True)  # `digest run` reads the clock
+    feed = f"""<rss version="2.0"><channel><title>Interop notes</title>
+      <item><guid>https://n.example/1</guid><title>FHIR R6 ballot opens for comment</title><pubDate>{fresh}</pubDate></item>
+      <item><guid>https://n.example/2</guid><title>HL7 v2 to FHIR mapping notes for ADT feeds</title><pubDate>{fresh}</pubDate></item>
+      <item><guid>https://n.example/3</guid><title>Lunch: tacos and salsa at the food truck</title><pubDate>{fresh}</pubDate></item>
+    </channel></rss>""".encode()
+    with TestServer() as web:
+        web.route("/feed.xml", Response(feed, headers={"Content-Type": "application/rss+xml"}))
+        source = f'[[sources]]\nfeed = "{web.url("/feed.xml")}"\n'
+        sink = SmtpSink()
+        with sink.running() as port:
+            smtp_dir = tmp_path / "smtp"
+            smtp_dir.mkdir()
+            config = write_config(smtp_dir, smtp_section(port), PEOPLE, source)
+            assert run_cli("--config", str(config), "run", "--json") == 0
+            summary = json.loads(capsys.readouterr().out)
+        assert summary["collect"]["new_posts"] == 3 and summary["send"]["sent"] == 3
+        assert sink.by_recipient() == dict.fromkeys(PEOPLE, 1)
+        body = sink.messages[0].get_body(("plain",)).get_content()
+        assert "FHIR R6 ballot" in body and "tacos" not in body
+        outbox_dir = tmp_path / "outbox-default"
+        outbox_dir.mkdir()
+        config = write_config(outbox_dir, "", PEOPLE, source)
+        assert run_cli("--config", str(config), "run") == 0
+        assert "messages written to" in capsys.readouterr().out
+    assert len(list((outbox_dir / "outbox").glob("*/*.eml"))) == 3
