@@ -16,10 +16,10 @@ __all__ = ["BENCHMARKS", "load"]
 # module name -> the entries its run() returns (in full mode; --quick may return fewer).
 BENCHMARKS: dict[str, tuple[str, ...]] = {
     "collect": ("collect", "collect_500", "collect_304"),
-    # "filter": ("filter",),
-    # "compose": ("compose",),
-    # "send": ("send",),
-    # "weekly": ("weekly",),
+    "filter": ("filter", "filter_10k"),
+    "compose": ("compose",),
+    "send": ("send", "send_sync_normal"),
+    "weekly": ("weekly",),
 }
 
 

@@ -26,7 +26,7 @@ from .common import PROFILE_ENV, Entry, machine
 def main(argv: list[str] | None = None) -> int:
     names = sorted({entry for entries in BENCHMARKS.values() for entry in entries} | set(BENCHMARKS))
     parser = argparse.ArgumentParser(prog="python -m bench", description="Run digest's benchmarks.")
-    parser.add_argument("--quick", action="store_true", help="a small, fast run (a CI smoke test, under ~30 s)")
+    parser.add_argument("--quick", action="store_true", help="a small, fast run (a CI smoke test, under ~60 s)")
     parser.add_argument("--only", metavar="NAME", choices=names, help=f"one benchmark: {', '.join(names)}")
     parser.add_argument("--json", action="store_true", help="print one JSON object instead of the table")
     parser.add_argument("--profile", metavar="DIR", type=Path, help="write cProfile files of the measured code to DIR")
@@ -71,7 +71,7 @@ def _print_table(console: Console, report: dict[str, Any]) -> None:
     table = Table(title=f"digest benchmarks{' (quick)' if report['quick'] else ''}", caption=report["machine"])
     for column, justify in (
         ("benchmark", "left"),
-        ("feeds", "right"),
+        ("size", "right"),
         ("value", "right"),
         ("baseline", "right"),
         ("x better", "right"),
@@ -87,7 +87,7 @@ def _print_table(console: Console, report: dict[str, Any]) -> None:
         met = entry.get("target_met")
         table.add_row(
             name,
-            _fmt(entry.get("feeds")),
+            entry.get("size") or (f"{entry['feeds']:,} feeds" if entry.get("feeds") else ""),
             _fmt(entry["value"], unit),
             _fmt(entry.get("baseline"), unit),
             _fmt(entry.get("ratio"), "x"),

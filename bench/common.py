@@ -10,15 +10,37 @@ implementation could do on this machine), ``floor_ratio`` (value over floor), ``
 from __future__ import annotations
 
 import cProfile
+import functools
+import gc
+import inspect
+import multiprocessing
 import os
 import platform
 import resource
-from collections.abc import Iterator
+import time
+import traceback
+from collections import defaultdict
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from multiprocessing.connection import Connection
 from pathlib import Path
 from typing import Any
 
-__all__ = ["PROFILE_ENV", "Entry", "busy_cpu_s", "cpu_count", "machine", "noise_note", "peak_mb", "profiled", "rounded"]
+__all__ = [
+    "PROFILE_ENV",
+    "Entry",
+    "Stopwatch",
+    "Timers",
+    "busy_cpu_s",
+    "cpu_count",
+    "in_child",
+    "machine",
+    "noise_note",
+    "other_cpu",
+    "peak_mb",
+    "profiled",
+    "rounded",
+]
 
 Entry = dict[str, Any]
 
@@ -103,3 +125,108 @@ def profiled(name: str) -> Iterator[None]:
         profile.disable()
         Path(folder).mkdir(parents=True, exist_ok=True)
         profile.dump_stats(str(Path(folder) / f"{name}.prof"))
+
+
+class Stopwatch:
+    """Wall time, this process's CPU time and the whole machine's busy CPU over a block (``with``).
+
+    Collects garbage first so that a previous step's garbage is not charged to the block.
+    """
+
+    wall_s: float
+    cpu_s: float
+    machine_cpu_s: float | None
+
+    def __enter__(self) -> Stopwatch:
+        gc.collect()
+        self._busy = busy_cpu_s()
+        self._wall, self._cpu = time.perf_counter(), time.process_time()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.wall_s = time.perf_counter() - self._wall
+        self.cpu_s = time.process_time() - self._cpu
+        self.machine_cpu_s = None if self._busy is None else (busy_cpu_s() or 0.0) - self._busy
+
+    def as_dict(self) -> dict[str, Any]:
+        return {"wall_s": self.wall_s, "cpu_s": self.cpu_s, "machine_cpu_s": self.machine_cpu_s}
+
+
+def other_cpu(machine_cpu_s: float | None, *ours: float) -> float | None:
+    """CPU the machine spent on anything but ``ours`` (the benchmark's own processes) during a block."""
+    if machine_cpu_s is None:
+        return None
+    return max(0.0, machine_cpu_s - sum(ours))
+
+
+def _child_main(target: Callable[..., dict[str, Any]], args: tuple[Any, ...], out: Connection) -> None:
+    try:
+        result = dict(target(*args))
+        result.setdefault("peak_mb", peak_mb())
+        result.setdefault("children_peak_mb", peak_mb(resource.RUSAGE_CHILDREN))
+        out.send(result)
+    except BaseException:
+        out.send({"error": traceback.format_exc()})
+    finally:
+        out.close()
+
+
+def in_child(target: Callable[..., dict[str, Any]], *args: Any, name: str, timeout: float = 1800.0) -> dict[str, Any]:
+    """Run ``target(*args)`` (a module-level function returning a JSON-able dict) in a freshly spawned
+    process, so that its peak memory (``peak_mb``, added to the result) and its imports are its own."""
+    ctx = multiprocessing.get_context("spawn")
+    reader, writer = ctx.Pipe(duplex=False)
+    process = ctx.Process(target=_child_main, args=(target, args, writer), name=f"bench-{name}")
+    process.start()
+    writer.close()
+    try:
+        if not reader.poll(timeout):
+            raise RuntimeError(f"{name}: the benchmark process did not finish within {timeout:g} s")
+        try:
+            result: dict[str, Any] = reader.recv()
+        except EOFError:
+            raise RuntimeError(f"{name}: the benchmark process died (exit code {process.exitcode})") from None
+    finally:
+        process.join(60)
+        if process.is_alive():
+            process.terminate()
+            process.join(5)
+    if "error" in result:
+        raise RuntimeError(f"{name}: failed in the benchmark process:\n{result['error']}")
+    return result
+
+
+class Timers:
+    """Wall seconds and calls spent in chosen functions, by wrapping them in place (``wrap``) for one run.
+
+    Only for a benchmark's own process: the wrappers stay until the process ends. Nested wrapped
+    calls are counted in both (a step's time includes its sub-steps').
+    """
+
+    def __init__(self) -> None:
+        self.seconds: defaultdict[str, float] = defaultdict(float)
+        self.calls: defaultdict[str, int] = defaultdict(int)
+
+    def wrap(self, owner: Any, attr: str, key: str | None = None, keyed: Callable[..., str] | None = None) -> None:
+        """Time ``owner.attr`` (a module function, method or classmethod) under ``key``, or under
+        ``keyed(*args, **kwargs)`` when given (one key per status, say)."""
+        raw = inspect.getattr_static(owner, attr)
+        is_classmethod = isinstance(raw, classmethod)
+        func = raw.__func__ if is_classmethod else raw
+        name = key or attr
+        seconds, calls = self.seconds, self.calls
+
+        @functools.wraps(func)
+        def timed(*args: Any, **kwargs: Any) -> Any:
+            start = time.perf_counter()
+            try:
+                return func(*args, **kwargs)
+            finally:
+                which = keyed(*args, **kwargs) if keyed is not None else name
+                seconds[which] += time.perf_counter() - start
+                calls[which] += 1
+
+        setattr(owner, attr, classmethod(timed) if is_classmethod else timed)
+
+    def as_dict(self) -> dict[str, dict[str, float]]:
+        return {k: {"s": round(v, 4), "calls": self.calls[k]} for k, v in sorted(self.seconds.items())}
