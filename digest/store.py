@@ -774,6 +774,12 @@ class Store:
         return counts
 
 
+# Built once: a delivery changes state twice per message, and building the statement each time costs more than running it.
+_MARK_DELIVERY = deliveries.update().where(
+    deliveries.c.week == sa.bindparam("_week"), deliveries.c.email == sa.bindparam("_email")
+)
+
+
 class DeliveryLog:
     """Records delivery states on one connection, each change its own durable transaction
     (``synchronous=FULL`` on SQLite: a state survives a power loss once recorded)."""
@@ -786,11 +792,8 @@ class DeliveryLog:
 
     def mark(self, delivery: Delivery, status: str, now: datetime, **values: Any) -> Delivery:
         """Move one delivery to ``status`` (with answer, error or attempts) and commit."""
-        self.conn.execute(
-            deliveries.update()
-            .where(deliveries.c.week == delivery.week, deliveries.c.email == delivery.email)
-            .values(status=status, updated_at=now, **values)
-        )
+        params = {"_week": delivery.week, "_email": delivery.email, "status": status, "updated_at": now, **values}
+        self.conn.execute(_MARK_DELIVERY, params)
         self.conn.commit()
         return Delivery(**{**asdict(delivery), "status": status, **values})
 
