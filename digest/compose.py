@@ -332,6 +332,9 @@ class Composer:
         self.left_out = sum(1 for s in self.stories if not self.kept[s.post.id] and not s.ids & self.in_chats)
         self.accounts = len({account_key(p) for s in self.stories for p in s.posts if not p.is_boost})
         self.link_accounts = link_accounts(on_topic)
+        # per story, once: what every selection would otherwise work out again for the whole week
+        self.in_recap = {s.post.id for s in self.stories if s.ids & self.in_chats}
+        self.shares = {s.post.id: shares_of(s, self.link_accounts) for s in on_topic}
         self._chat_views: list[ChatView] | None = None
         self._cards: dict[str, Card] = {}
         self._editions: dict[tuple[str, ...], Edition | None] = {}
@@ -374,7 +377,7 @@ class Composer:
         by_topic: dict[str, list[Story]] = {topic: [] for topic in selection}
         for story in self.stories:
             topics = self.kept[story.post.id]
-            if story.ids & self.in_chats:
+            if story.post.id in self.in_recap:
                 continue
             mine = [t for t in selection if t in topics]
             if mine:
@@ -383,8 +386,7 @@ class Composer:
         sections = []
         for topic, stories in by_topic.items():
             scores = {
-                s.post.id: score(s.post, self.kept[s.post.id][topic], shares_of(s, self.link_accounts), self.now)
-                for s in stories
+                s.post.id: score(s.post, self.kept[s.post.id][topic], self.shares[s.post.id], self.now) for s in stories
             }
             ranked = rank_section(stories, scores, **self.limits)
             sections.append(Section(topic, tuple(self._card(s) for s in ranked), len(stories)))

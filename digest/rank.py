@@ -216,20 +216,25 @@ def shared_links(stories: Sequence[Story], min_accounts: int = 2, limit: int = 1
     then the URL. The title is the feed item's own title when the link is a feed item, else the
     link's text in a post when that is words rather than the URL. Accounts are shown as handles
     (names for feeds), sorted case-insensitively."""
+    by_link: dict[str, list[Story]] = defaultdict(list)  # one pass over the week, not one per link
+    for story in stories:
+        for link in story.links:
+            by_link[link].append(story)
     found = []
     for link, accounts in link_accounts(stories).items():
         if len(accounts) < min_accounts:
             continue
-        sharing = [s for s in stories if link in s.links]
+        sharing = by_link[link]
         posts = sorted(
             (p for s in sharing for p in s.posts if link in p.links), key=lambda p: (-p.published.timestamp(), p.id)
         )
         labels = {account_key(p): p.author.handle or p.author.name or p.source for p in posts if not p.is_boost}
         labels.update({b.lower(): b for s in sharing for b in s.boosted_by})
         names = tuple(sorted(labels.values(), key=str.lower))
-        found.append(SharedLink(link, _link_title(link, posts), names, tuple(posts)))
-    found.sort(key=lambda s: (-len(s.accounts), -s.posts[0].published.timestamp() if s.posts else 0, s.url))
-    return found[:limit]
+        found.append((link, names, posts))
+    found.sort(key=lambda f: (-len(f[1]), -f[2][0].published.timestamp() if f[2] else 0, f[0]))
+    # titles cost a parse of the posts' HTML: only for the links that are shown
+    return [SharedLink(link, _link_title(link, posts), names, tuple(posts)) for link, names, posts in found[:limit]]
 
 
 def _link_title(link: str, posts: Sequence[Post]) -> str:
