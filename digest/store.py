@@ -781,24 +781,29 @@ _MARK_DELIVERY = deliveries.update().where(
 
 
 class DeliveryLog:
-    """Records delivery states on one connection, each change its own durable transaction
-    (``synchronous=FULL`` on SQLite: a state survives a power loss once recorded)."""
+    """Records delivery states, each change its own transaction. Durable changes go through a
+    connection with ``synchronous=FULL`` (on SQLite: they survive a power loss once recorded); the
+    others through one with ``NORMAL``, which survives a crash but may roll back on power loss."""
 
     def __init__(self, engine: Engine) -> None:
-        self.conn = engine.connect()
+        self.durable, self.fast = engine.connect(), engine.connect()
         if engine.dialect.name == "sqlite":
-            self.conn.exec_driver_sql("PRAGMA synchronous=FULL")
-        self.conn.commit()
+            self.durable.exec_driver_sql("PRAGMA synchronous=FULL")
+            self.fast.exec_driver_sql("PRAGMA synchronous=NORMAL")
+        self.durable.commit()
+        self.fast.commit()
 
-    def mark(self, delivery: Delivery, status: str, now: datetime, **values: Any) -> Delivery:
+    def mark(self, delivery: Delivery, status: str, now: datetime, *, durable: bool = True, **values: Any) -> Delivery:
         """Move one delivery to ``status`` (with answer, error or attempts) and commit."""
+        conn = self.durable if durable else self.fast
         params = {"_week": delivery.week, "_email": delivery.email, "status": status, "updated_at": now, **values}
-        self.conn.execute(_MARK_DELIVERY, params)
-        self.conn.commit()
+        conn.execute(_MARK_DELIVERY, params)
+        conn.commit()
         return Delivery(**{**asdict(delivery), "status": status, **values})
 
     def close(self) -> None:
-        self.conn.close()
+        self.durable.close()
+        self.fast.close()
 
     def __enter__(self) -> DeliveryLog:
         return self
