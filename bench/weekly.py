@@ -224,7 +224,7 @@ def _entry(
             f"{hosts} local ports, each answering 304 after {LATENCY * 1000:.0f} ms (collect_floor_s = sources x "
             "latency / concurrency 50); mail goes to the outbox (one fsynced .eml per message)",
             "filter_s includes loading the week's posts from the store and saving every decision; compose_s "
-            "loads them again (store_posts_load_calls) and composes one edition per selection; send_s is the "
+            "loads them again (breakdown: store_posts_load_compose_s) and composes one edition per selection; send_s is the "
             "delivery loop; send_other_s is recipients and queueing",
         ],
     }
