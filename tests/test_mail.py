@@ -277,14 +277,18 @@ def test_killed_mid_batch_then_rerun_delivers_exactly_once(tmp_path: Path) -> No
                 sink.on_accept = kill_at
                 process.wait(timeout=120)
                 sink.on_accept = None
-            else:  # kill at a random moment
-                time.sleep(rng.uniform(0.6, 1.5))
+            else:  # kill at a random moment once this run is sending (not before it starts, not after it ends)
+                started = len(sink.messages)
+                deadline = time.monotonic() + 60
+                while len(sink.messages) == started and process.poll() is None and time.monotonic() < deadline:
+                    time.sleep(0.005)
+                time.sleep(rng.uniform(0.0, 0.05))
                 process.send_signal(signal.SIGKILL)
                 process.wait(timeout=60)
             kills += process.returncode == -signal.SIGKILL
         final = subprocess.run(command, env=env, capture_output=True, text=True, timeout=300)
         assert final.returncode == 0, final.stderr
-    assert kills >= 3  # the batch really was interrupted, several times
+    assert kills == 6  # the batch really was interrupted, every time
     counts = sink.by_recipient()
     assert sorted(counts) == people
     assert set(counts.values()) == {1}
