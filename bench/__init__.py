@@ -18,7 +18,7 @@ BENCHMARKS: dict[str, tuple[str, ...]] = {
     "collect": ("collect", "collect_500", "collect_304"),
     "filter": ("filter", "filter_10k"),
     "compose": ("compose",),
-    "send": ("send", "send_sync_normal"),
+    "send": ("send",),
     "weekly": ("weekly",),
 }
 

@@ -11,12 +11,8 @@ Entries:
   queued, then per message signed links, the message rendered from its edition's template, and the
   SMTP transaction, with the store's durable delivery records (``DeliveryLog``: ``handed_over``
   committed before the final dot, ``sent`` after the 250; two commits per message with
-  ``PRAGMA synchronous=FULL``). Value: messages per second over the whole ``send_week`` call.
-- ``send_sync_normal`` (not in quick mode): the same with ``DeliveryLog`` monkeypatched to
-  ``synchronous=NORMAL``. NOT the shipped setting: it shows what the durable commits cost.
-- ``send_nodelay`` (not in quick mode): the same with ``TCP_NODELAY`` set on the SMTP socket
-  (monkeypatched). NOT shipped either: digest sends the final ``.\\r\\n`` as its own small write
-  after the commit, which Nagle's algorithm can hold until the server's delayed ACK.
+  ``PRAGMA synchronous=FULL`` for ``handed_over``, ``NORMAL`` for ``sent``, and TCP_NODELAY on the
+  socket, as shipped). Value: messages per second over the whole ``send_week`` call.
 
 ``baseline`` is the naive mailer: for each message, render + premailer, build the message, and a
 new SMTP connection (EHLO, MAIL, RCPT, DATA, QUIT); no store. It is measured on a sample (50; 10
@@ -33,7 +29,6 @@ from __future__ import annotations
 
 import os
 import shutil
-import socket
 import tempfile
 import time
 from datetime import UTC, datetime
@@ -52,11 +47,7 @@ TARGET_RATE = 300
 TARGET_PEAK_MB = 300
 SECRET_ENV = "BENCH_DIGEST_SECRET"
 SENDER = "Health IT Weekly <digest@hit.example>"
-VARIANTS = {
-    "send": "shipped",
-    "send_sync_normal": "sync_normal",
-    "send_nodelay": "nodelay",
-}
+VARIANTS = {"send": "shipped"}
 
 
 def run(quick: bool) -> dict[str, Entry]:
@@ -135,29 +126,9 @@ def instrument(timers: Timers) -> float:
 
 
 def _patch(variant: str) -> None:
-    from digest.mail import SmtpMessenger
-    from digest.store import DeliveryLog
-
-    if variant == "sync_normal":
-        original_init = DeliveryLog.__init__
-
-        def init(self: Any, engine: Any) -> None:
-            original_init(self, engine)
-            self.conn.exec_driver_sql("PRAGMA synchronous=NORMAL")
-            self.conn.commit()
-
-        DeliveryLog.__init__ = init  # type: ignore[method-assign]
-    elif variant == "nodelay":
-        original_connection = SmtpMessenger._connection
-
-        def connection(self: Any) -> Any:
-            fresh = self._conn is None
-            conn = original_connection(self)
-            if fresh and conn.sock is not None:
-                conn.sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-            return conn
-
-        SmtpMessenger._connection = connection  # type: ignore[method-assign]
+    """Variants were measured here once (synchronous=NORMAL everywhere, TCP_NODELAY); what they showed is
+    now shipped, so only the shipped path is left."""
+    assert variant == "shipped", variant
 
 
 # -- the measured runs, each in a fresh process ---------------------------------------------------
@@ -281,11 +252,7 @@ def _entry(
         "size": f"{messages:,} messages",
         "messages": messages,
         "editions": result["steps"].get("deliver_build_template", {}).get("calls", 0),
-        "variant": {
-            "shipped": "as shipped (DeliveryLog synchronous=FULL, no TCP_NODELAY)",
-            "sync_normal": "NOT SHIPPED: DeliveryLog with synchronous=NORMAL (monkeypatched)",
-            "nodelay": "NOT SHIPPED: TCP_NODELAY on the SMTP socket (monkeypatched)",
-        }[VARIANTS[name]],
+        "variant": "as shipped (handed_over fsynced, sent not; TCP_NODELAY)",
         "seconds": rounded(result["wall_s"]),
         **steps,
         "deliver_rate": rounded(messages / steps["deliver_s"], 1) if steps["deliver_s"] else None,
