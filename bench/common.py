@@ -9,6 +9,7 @@ implementation could do on this machine), ``floor_ratio`` (value over floor), ``
 
 from __future__ import annotations
 
+import contextlib
 import cProfile
 import functools
 import gc
@@ -230,3 +231,17 @@ class Timers:
 
     def as_dict(self) -> dict[str, dict[str, float]]:
         return {k: {"s": round(v, 4), "calls": self.calls[k]} for k, v in sorted(self.seconds.items())}
+
+
+def stop_child(conn: Connection | None, process: Any) -> None:
+    """Ask a helper process (a server of the benchmark's) to stop over its pipe, then wait for it,
+    terminating it if it hangs."""
+    if conn is not None:
+        with contextlib.suppress(OSError):
+            conn.send("stop")
+        conn.close()
+    if process is not None:
+        process.join(10)
+        if process.is_alive():
+            process.terminate()
+            process.join(5)

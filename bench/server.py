@@ -18,7 +18,6 @@ in flight at once, connections opened, and the server process's CPU seconds;
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import gzip
 import json
 import multiprocessing
@@ -32,6 +31,7 @@ from typing import Any
 
 import httpx
 
+from .common import stop_child
 from .mastodon_rss import feed_path, make_feed
 
 __all__ = ["FeedServer", "ServerStats"]
@@ -247,14 +247,5 @@ class FeedServer:
     def __exit__(
         self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
     ) -> None:
-        if self._conn is not None:
-            with contextlib.suppress(OSError):
-                self._conn.send("stop")
-            self._conn.close()
-            self._conn = None
-        if self._process is not None:
-            self._process.join(10)
-            if self._process.is_alive():
-                self._process.terminate()
-                self._process.join(5)
-            self._process = None
+        stop_child(self._conn, self._process)
+        self._conn = self._process = None

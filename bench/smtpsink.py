@@ -11,12 +11,13 @@ costs the sink real CPU.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import multiprocessing
 import time
 from multiprocessing.connection import Connection
 from types import TracebackType
 from typing import Any
+
+from .common import stop_child
 
 __all__ = ["SmtpSink"]
 
@@ -133,14 +134,5 @@ class SmtpSink:
     def __exit__(
         self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
     ) -> None:
-        if self._conn is not None:
-            with contextlib.suppress(OSError):
-                self._conn.send("stop")
-            self._conn.close()
-            self._conn = None
-        if self._process is not None:
-            self._process.join(10)
-            if self._process.is_alive():
-                self._process.terminate()
-                self._process.join(5)
-            self._process = None
+        stop_child(self._conn, self._process)
+        self._conn = self._process = None
