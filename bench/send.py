@@ -106,7 +106,7 @@ def instrument(timers: Timers) -> float:
     imports_s = time.perf_counter() - start
     loads = iter(range(1_000_000))
     timers.wrap(pipeline, "prepare_editions", "prepare_editions")
-    timers.wrap(pipeline, "run_filter", "filter")
+    timers.wrap(pipeline, "_filter", "filter")
     timers.wrap(topics.TopicFilter, "fit", "filter_fit")
     timers.wrap(topics.TopicFilter, "decisions", "filter_decisions")
     timers.wrap(Store, "posts", keyed=lambda *a, **k: f"store_posts_load_{next(loads)}")

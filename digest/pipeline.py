@@ -74,20 +74,25 @@ def run_filter(
     settings: Settings, store: Store, *, now: datetime, period: tuple[datetime, datetime] | None = None
 ) -> FilterRun:
     """Step 2: decide the topics of every post in the period (default: the window before now), record each."""
+    since, until = period or window(now, settings.digest.window_days)
+    return _filter(settings, store, store.posts(since, until), since=since, until=until, now=now)
+
+
+def _filter(
+    settings: Settings, store: Store, posts: Sequence[Post], *, since: datetime, until: datetime, now: datetime
+) -> FilterRun:
+    """Decide and record the topics of ``posts`` (the period's, already loaded)."""
     from .topics import TopicFilter  # scikit-learn loads only for the commands that need it
 
     if not settings.topics:
         raise DigestError(f"{settings.path}: no [[topics]] configured; the filter needs at least one")
-    since, until = period or window(now, settings.digest.window_days)
-    posts = store.posts(since, until)
     decisions = (
         TopicFilter(settings.topics, noise=noise_profile(settings)).fit([p.document() for p in posts]).decisions()
     )
-    names = [t.name for t in settings.topics]
-    store.save_filter_run(now, since, until, names, list(zip((p.id for p in posts), decisions, strict=True)))
-    run = store.last_filter_run()
-    assert run is not None
-    return run
+    names = tuple(t.name for t in settings.topics)
+    verdicts = list(zip((p.id for p in posts), decisions, strict=True))
+    run_id = store.save_filter_run(now, since, until, names, verdicts)
+    return FilterRun(run_id, now, since, until, names, verdicts)
 
 
 def explain_post(settings: Settings, store: Store, id_or_url: str, top: int = 8) -> tuple[Post, object]:
@@ -117,11 +122,12 @@ def composer_for(settings: Settings, store: Store, *, now: datetime, week: str |
     from .compose import Composer
 
     label, since, until = edition_period(settings, week, now)
-    run = run_filter(settings, store, now=now, period=(since, until))
+    posts = store.posts(since, until)  # loaded once, for the filter and the composer
+    run = _filter(settings, store, posts, since=since, until=until, now=now)
     kept = {pid: {t: d.scores[t] for t in d.topics} for pid, d in run.verdicts if d.topics}
     best = {pid: max(scores.values()) for pid, scores in kept.items()}
     return Composer(
-        store.posts(since, until),
+        posts,
         kept,
         title=settings.digest.title,
         timezone=settings.digest.timezone,
