@@ -30,6 +30,7 @@ __all__ = [
     "SourceError",
     "StoreError",
     "TransientFetchError",
+    "one_line",
 ]
 
 
@@ -69,3 +70,8 @@ class TransientFetchError(FetchError):
 
 class PermanentFetchError(FetchError):
     """A failure that retrying now will not fix (404, 410, not a feed, too large)."""
+
+
+def one_line(text: object, limit: int = 200) -> str:
+    """A message as one line for a person or a log: white space folded, at most ``limit`` characters."""
+    return " ".join(str(text).split())[:limit]

@@ -27,7 +27,7 @@ from typing import Protocol
 from urllib.parse import quote, unquote, urlsplit
 
 from .config import MailSettings, expand_env
-from .errors import DigestError
+from .errors import DigestError, one_line
 
 __all__ = [
     "DkimSigner",
@@ -378,13 +378,13 @@ def _classify(code: int, reply: bytes | str, where: str) -> MailError:
 
 def _text(reply: bytes | str) -> str:
     value = reply.decode("utf-8", "replace") if isinstance(reply, bytes) else reply
-    return " ".join(value.split())[:300]
+    return one_line(value, 300)
 
 
 def _reason(exc: BaseException) -> str:
     if isinstance(exc, socket.timeout | TimeoutError):
         return "timed out"
-    return " ".join((str(exc) or type(exc).__name__).split())[:200]
+    return one_line(str(exc) or type(exc).__name__)
 
 
 def _dot_stuffed(message: bytes) -> bytes:

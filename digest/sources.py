@@ -37,7 +37,7 @@ from .collect.fetch import Fetcher, FetchResult
 from .collect.parse import ParsedFeed, parse_feed
 from .collect.urls import canonical_url
 from .config import BlueskySource, FeedSource, HashtagSource, MastodonSource, Settings, Source
-from .errors import ConfigError, FetchError, PermanentFetchError, SourceError
+from .errors import ConfigError, FetchError, PermanentFetchError, SourceError, one_line
 from .models import SourceState
 from .opml import OpmlFeed, OpmlGroup, read_opml, write_opml
 from .store import Store
@@ -593,7 +593,7 @@ def _named(checked: Checked, name: str | None, settings: Settings, existing: Map
 
 def _one_line(text: str) -> str:
     """A fetch error as a reason for refusing a source (collect's advice to remove it does not apply)."""
-    return " ".join(text.replace("; remove it from feeds.toml", "").split())[:400]
+    return one_line(text.replace("; remove it from feeds.toml", ""), 400)
 
 
 # -- importing and exporting OPML -----------------------------------------------------------

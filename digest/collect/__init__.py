@@ -18,7 +18,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from ..config import BlueskySource, FeedSource, HashtagSource, MastodonSource, Settings
-from ..errors import FetchError
+from ..errors import FetchError, one_line
 from ..models import Post, SourceState
 from ..store import Store
 from .base import Context, Job, Outcome
@@ -314,7 +314,7 @@ async def _record_failure(
     c = ctx.settings.collect
     state.failures += 1
     state.status = "dead" if exc is not None and exc.status == 410 else "failed"
-    state.last_error = " ".join(reason.split())[:400]
+    state.last_error = one_line(reason, 400)
     if exc is not None and exc.retry_after:
         state.next_attempt = ctx.now + timedelta(seconds=exc.retry_after)
     elif state.failures >= c.failure_threshold:

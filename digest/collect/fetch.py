@@ -21,7 +21,7 @@ import httpx
 from tenacity import AsyncRetrying, retry_if_exception_type, stop_after_attempt
 
 from ..config import CollectSettings
-from ..errors import FetchError, PermanentFetchError, TransientFetchError
+from ..errors import FetchError, PermanentFetchError, TransientFetchError, one_line
 
 __all__ = ["FetchResult", "Fetcher", "default_user_agent"]
 
@@ -261,8 +261,7 @@ def _timeout_kind(exc: httpx.TimeoutException) -> str:
 
 
 def _reason(exc: Exception) -> str:
-    text = str(exc) or exc.__class__.__name__
-    return " ".join(text.split())[:200]
+    return one_line(str(exc) or exc.__class__.__name__)
 
 
 def _mb(size: int) -> str:

@@ -15,7 +15,7 @@ from typing import Any
 
 import feedparser
 
-from ..errors import PermanentFetchError
+from ..errors import PermanentFetchError, one_line
 from ..models import Author, Media, Post
 from .html import plain, scan_html
 from .urls import absolute, canonical_url, mastodon_identity, post_id
@@ -92,12 +92,12 @@ def _not_a_feed(body: bytes, parsed: Any) -> str:
         return "empty response, not a feed"
     if re.search(rb"<html[\s>]", body[:4096], re.IGNORECASE):
         return "got a web page, not a feed (find its feed URL, e.g. with 'digest sources add')"
-    reason = " ".join(str(parsed.get("bozo_exception", "unknown format")).split())[:160]
+    reason = one_line(parsed.get("bozo_exception", "unknown format"), 160)
     return f"not a feed: {reason}"
 
 
 def _bozo_warning(parsed: Any) -> str:
-    return " ".join(str(parsed.get("bozo_exception", "")).split())[:160]
+    return one_line(parsed.get("bozo_exception", ""), 160)
 
 
 def _feed_author(feed: Any, result: ParsedFeed) -> Author:
