@@ -12,7 +12,7 @@ import webbrowser
 from collections import Counter
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from datetime import UTC, datetime
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -22,7 +22,7 @@ from rich.markup import escape
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
-from . import __version__
+from . import __version__, clock
 from . import config as config_mod
 from .collect import SourceResult, collect, jobs_for
 from .delivery import SendReport, send_week
@@ -185,7 +185,7 @@ def _print_collect_summary(summary: dict[str, Any]) -> None:
 
 
 def _now() -> datetime:
-    return datetime.now(UTC)
+    return clock.now()
 
 
 @contextmanager

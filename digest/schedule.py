@@ -32,6 +32,7 @@ from collections.abc import Callable, Iterator
 from datetime import UTC, date, datetime, timedelta
 from zoneinfo import ZoneInfo
 
+from . import clock
 from .chats import open_chats
 from .config import Settings
 from .store import Store
@@ -143,7 +144,7 @@ class Scheduler:
         settings: Settings,
         store: Store,
         *,
-        clock: Callable[[], datetime] = lambda: datetime.now(UTC),
+        clock: Callable[[], datetime] = clock.now,
         collect: Job = collect_job,
         weekly: Job = weekly_job,
         chat: Job = chat_job,

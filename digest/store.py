@@ -16,6 +16,7 @@ from typing import Any
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection, Engine
 
+from . import clock
 from .errors import StoreError
 from .models import Author, Decision, Delivery, Engagement, Media, Post, Recipient, SourceState
 
@@ -211,7 +212,7 @@ def _move_unsubscribed_to_suppressions(conn: Connection) -> None:
     """Migration 4: create the new tables; each unsubscribed row becomes a suppression and is deleted."""
     metadata.create_all(conn, tables=[suppressions, jobs])
     gone = conn.execute(sa.select(subscribers.c.email).where(subscribers.c.status == "unsubscribed")).scalars().all()
-    now = datetime.now(UTC)
+    now = clock.now()
     for email in gone:
         conn.execute(suppressions.insert().values(hash=suppression_hash(email), created_at=now))
     conn.execute(subscribers.delete().where(subscribers.c.status == "unsubscribed"))
@@ -344,7 +345,7 @@ class Store:
             ) from None
 
     def _add_many(self, batches: Sequence[tuple[str, Sequence[Post], SourceState | None]]) -> list[int]:
-        now = datetime.now(UTC)
+        now = clock.now()
         with self.engine.begin() as conn:
             ids = {p.id for _, items, _ in batches for p in items}
             known = _existing(conn, posts.c.id, ids)

@@ -54,6 +54,7 @@ from starlette.responses import HTMLResponse, PlainTextResponse, Response
 from starlette.routing import Route
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from . import clock
 from . import subscribers as subs
 from .clean import safe_url
 from .compose import Edition, edition_path, environment, personalize, selection
@@ -221,7 +222,7 @@ async def _too_large(send: Send, limit: int) -> None:
 
 
 def utc_now() -> datetime:
-    return datetime.now(UTC)
+    return clock.now()
 
 
 def create_app(

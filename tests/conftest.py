@@ -6,9 +6,21 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
+from helpers import NOW
 from httpserver import TestServer
 
+from digest import clock
+
 FIXTURES_DIR = Path(__file__).parent / "fixtures"
+
+
+@pytest.fixture(autouse=True)
+def fixed_clock(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Every test, and every command it starts in a child process, runs at `helpers.NOW` (``DIGEST_NOW``).
+
+    No test depends on today's date: data is dated relative to `clock.now()`, never the real clock.
+    """
+    monkeypatch.setenv(clock.ENV, NOW.isoformat())
 
 
 @pytest.fixture

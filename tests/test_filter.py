@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import json
-from datetime import UTC, datetime, timedelta
+from datetime import timedelta
 from email.utils import format_datetime
 from pathlib import Path
 
@@ -11,6 +11,7 @@ import pytest
 from helpers import NOW, run_cli, settings_from
 from httpserver import Response, TestServer
 
+from digest import clock
 from digest.collect import collect
 from digest.pipeline import run_filter
 from digest.store import Store
@@ -86,8 +87,8 @@ def test_explain_unknown_post_is_a_clear_error(filtered: Path, capsys: pytest.Ca
 
 
 def test_filter_command_uses_the_current_window(tmp_path: Path, http_server: TestServer, capsys) -> None:
-    fresh = format_datetime(datetime.now(UTC) - timedelta(days=1), usegmt=True)
-    stale = format_datetime(datetime.now(UTC) - timedelta(days=30), usegmt=True)
+    fresh = format_datetime(clock.now() - timedelta(days=1), usegmt=True)
+    stale = format_datetime(clock.now() - timedelta(days=30), usegmt=True)
     feed = f"""<rss version="2.0"><channel><title>t</title>
       <item><guid>https://t.example/1</guid><title>FHIR R6 ballot opens for comment</title><pubDate>{fresh}</pubDate></item>
       <item><guid>https://t.example/2</guid><title>Our team lunch: tacos and salsa</title><pubDate>{fresh}</pubDate></item>

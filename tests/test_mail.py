@@ -19,6 +19,7 @@ import pytest
 from helpers import NOW, make_post, run_cli
 from smtpserver import SmtpSink
 
+from digest import clock
 from digest.config import Settings
 from digest.delivery import send_week
 from digest.store import Store
@@ -354,12 +355,11 @@ def test_dkim_signature_verifies(tmp_path: Path) -> None:
 
 def test_digest_run_end_to_end_over_http_and_smtp(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     """The weekly job from a feed served on 127.0.0.1 to a message at a real SMTP server, then the outbox default."""
-    from datetime import UTC, datetime
     from email.utils import format_datetime
 
     from httpserver import Response, TestServer
 
-    fresh = format_datetime(datetime.now(UTC) - timedelta(hours=5), usegmt=True)  # `digest run` reads the clock
+    fresh = format_datetime(clock.now() - timedelta(hours=5), usegmt=True)  # `digest run` reads the clock
     feed = f"""<rss version="2.0"><channel><title>Interop notes</title>
       <item><guid>https://n.example/1</guid><title>FHIR R6 ballot opens for comment</title><pubDate>{fresh}</pubDate></item>
       <item><guid>https://n.example/2</guid><title>HL7 v2 to FHIR mapping notes for ADT feeds</title><pubDate>{fresh}</pubDate></item>

@@ -12,6 +12,7 @@ import pytest
 from helpers import make_post, settings_from
 from smtpserver import SmtpSink
 
+from digest import clock
 from digest.models import Recipient
 from digest.schedule import LEASE, RETRY_AFTER, Scheduler, collect_slot, next_send, send_due, weekly_job
 from digest.store import Store
@@ -178,7 +179,7 @@ def test_run_forever_ticks_and_stops_when_cancelled(setup) -> None:  # type: ign
 
 def test_the_real_weekly_job_sends_once_through_smtp_across_a_restart(tmp_path: Path) -> None:
     sink = SmtpSink()
-    now = datetime.now(UTC)
+    now = clock.now()
     weekday = ("monday", "tuesday", "wednesday", "thursday", "friday", "saturday", "sunday")[now.weekday()]
     with sink.running() as port:
         body = (
@@ -194,6 +195,6 @@ def test_the_real_weekly_job_sends_once_through_smtp_across_a_restart(tmp_path: 
             for owner in ("first:1", "second:2"):  # the server restarts just after the send time
                 ran = Scheduler(settings, store, weekly=weekly_job, owner=owner).run_pending()
                 assert [n for n, _, _ in ran if n == "send"] == (["send"] if owner == "first:1" else [])
-            week = send_due(settings, datetime.now(UTC))
+            week = send_due(settings, clock.now())
             assert store.job("send", week)["status"] == "done"  # type: ignore[arg-type,index]
     assert sink.by_recipient() == {"ana@example.org": 1}

@@ -18,7 +18,7 @@ import subprocess
 import sys
 import time
 from collections.abc import Iterator
-from datetime import UTC, datetime, timedelta
+from datetime import timedelta
 from email.message import EmailMessage
 from pathlib import Path
 
@@ -27,7 +27,7 @@ import pytest
 from helpers import make_post
 from smtpserver import SmtpSink
 
-from digest import config
+from digest import clock, config
 from digest.store import Store
 
 ARTIFACTS = Path(__file__).parent / "artifacts"
@@ -66,7 +66,7 @@ def _free_port() -> int:
 
 
 def _config(tmp_path: Path, port: int, smtp_port: int) -> Path:
-    today = WEEKDAYS[datetime.now(UTC).weekday()]
+    today = WEEKDAYS[clock.now().weekday()]
     path = tmp_path / "feeds.toml"
     path.write_text(
         f"""
@@ -99,7 +99,7 @@ keywords = ["EHR", "EMR", "electronic health record", "Epic"]
 
 
 def _seed(path: Path) -> None:
-    now = datetime.now(UTC)
+    now = clock.now()
     texts = [
         ("FHIR R6 ballot opens: what changes for implementers", "FHIR"),
         ("Mapping HL7 v2 ADT messages to FHIR Encounter resources", "FHIR"),

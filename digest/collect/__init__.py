@@ -14,9 +14,10 @@ from collections import Counter
 from collections.abc import Callable
 from concurrent.futures import Executor, ProcessPoolExecutor
 from dataclasses import dataclass, field
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 from typing import Any
 
+from .. import clock
 from ..config import BlueskySource, FeedSource, HashtagSource, MastodonSource, Settings
 from ..errors import FetchError, one_line
 from ..models import Post, SourceState
@@ -162,7 +163,7 @@ def collect(
 ) -> CollectReport:
     """Collect every source once and store new posts; ``on_result`` hears of each source as it ends."""
     jobs = jobs if jobs is not None else jobs_for(settings)
-    now = now or datetime.now(UTC)
+    now = now or clock.now()
     feeds = sum(1 for job in jobs if job.kind in ("feed", "mastodon", "hashtag"))
     pool = ProcessPoolExecutor(max_workers=os.cpu_count() or 2) if feeds >= PROCESS_POOL_MIN_JOBS else None
     try:

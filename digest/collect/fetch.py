@@ -20,6 +20,7 @@ from urllib.parse import urlsplit
 import httpx
 from tenacity import AsyncRetrying, retry_if_exception_type, stop_after_attempt
 
+from .. import clock
 from ..config import CollectSettings
 from ..errors import FetchError, PermanentFetchError, TransientFetchError, one_line
 
@@ -248,7 +249,7 @@ def parse_retry_after(value: str, now: datetime | None = None) -> float | None:
         return None
     if when.tzinfo is None:
         when = when.replace(tzinfo=UTC)
-    return max(0.0, (when - (now or datetime.now(UTC))).total_seconds())
+    return max(0.0, (when - (now or clock.now())).total_seconds())
 
 
 def _timeout_kind(exc: httpx.TimeoutException) -> str:

@@ -15,6 +15,7 @@ from typing import Any
 
 import feedparser
 
+from .. import clock
 from ..errors import PermanentFetchError, one_line
 from ..models import Author, Media, Post
 from .html import plain, scan_html
@@ -41,7 +42,7 @@ class ParsedFeed:
 
 def parse_feed(body: bytes, url: str, source: str, content_type: str = "", now: datetime | None = None) -> ParsedFeed:
     """Parse a feed document; raise `PermanentFetchError` when it is no feed at all."""
-    now = now or datetime.now(UTC)
+    now = now or clock.now()
     head = body[:512].lstrip(b"\xef\xbb\xbf \t\r\n")
     if "json" in content_type.lower() or head.startswith(b"{"):
         return _parse_json_feed(body, url, source, now)

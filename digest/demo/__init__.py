@@ -13,12 +13,14 @@ import tomllib
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 from email.utils import format_datetime
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from importlib.resources import files
 from pathlib import Path
 from typing import Any
+
+from .. import clock
 
 __all__ = ["DemoResult", "run_demo", "sample_feeds"]
 
@@ -169,7 +171,7 @@ def run_demo(folder: Path, *, now: datetime | None = None, say: Callable[[str], 
     from ..delivery import links_for, send_week
     from ..store import Store
 
-    now = now or datetime.now(UTC)
+    now = now or clock.now()
     folder.mkdir(parents=True, exist_ok=True)
     with serve(sample_feeds(now)) as base:
         path = folder / "feeds.toml"
