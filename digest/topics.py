@@ -7,13 +7,12 @@ from __future__ import annotations
 
 import gc
 import re
-import time
 import zlib
 from collections import defaultdict
-from collections.abc import Collection, Iterable, Iterator, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
-from typing import Any, Protocol
+from typing import Protocol
 
 import numpy as np
 import scipy.sparse as sp
@@ -32,8 +31,8 @@ __all__ = [
     "TopicFilter",
     "TopicSpec",
     "classify",
-    "evaluate",
     "explain",
+    "keyword_matches",
     "normalize",
 ]
 
@@ -494,37 +493,12 @@ def explain(fitted: TopicFilter, index: int, top: int = 8) -> Explanation:
     return fitted.explain(index, top)
 
 
-def evaluate(
-    texts: Sequence[str],
-    labels: Sequence[Collection[str]],
-    topics: Sequence[TopicSpec],
-    *,
-    noise: NoiseProfile = DEFAULT_NOISE,
-) -> dict[str, Any]:
-    """Run the weekly filter on all texts as one batch and score it against labels (sets of topic names)."""
-    start = time.perf_counter()
-    decisions = TopicFilter(topics, noise=noise).fit(texts).decisions()
-    elapsed = time.perf_counter() - start
-    report: dict[str, Any] = {"topics": {}}
-    for spec in topics:
-        truth = np.array([spec.name in lab for lab in labels], dtype=bool)
-        pred = np.array([spec.name in d.topics for d in decisions], dtype=bool)
-        report["topics"][spec.name] = _prf(truth, pred)
-    off = [i for i, lab in enumerate(labels) if not lab]
-    dropped = sum(not decisions[i].topics for i in off)
-    report["off_topic"] = {"rows": len(off), "dropped": round(dropped / len(off), 4) if off else 1.0}
-    report["posts_per_second"] = round(len(texts) / elapsed, 1) if elapsed > 0 else float("inf")
-    return report
+def keyword_matches(docs: Sequence[str], topics: Sequence[TopicSpec]) -> np.ndarray:
+    """Posts x topics, True where the post contains any of the topic's keywords, matched as the filter does.
 
-
-def _prf(truth: np.ndarray, pred: np.ndarray) -> dict[str, float]:
-    tp = int((truth & pred).sum())
-    precision = tp / pred.sum() if pred.any() else 0.0
-    recall = tp / truth.sum() if truth.any() else 0.0
-    f1 = 2 * precision * recall / (precision + recall) if precision + recall else 0.0
-    return {
-        "precision": round(float(precision), 4),
-        "recall": round(float(recall), 4),
-        "f1": round(float(f1), 4),
-        "support": int(truth.sum()),
-    }
+    Plain keyword matching, with no noise profile, exclusions or classifier: the baseline `digest eval` compares
+    the filter with. A post's matches do not depend on the rest of the batch.
+    """
+    batch = _Batch(normalize_many(list(docs)))
+    cols = [batch.evidence(_dedupe(spec.keywords)).any(axis=1) for spec in topics]
+    return np.column_stack(cols) if cols else np.zeros((len(batch.docs), 0), dtype=bool)

@@ -10,7 +10,8 @@ from pathlib import Path
 
 import pytest
 
-from digest.topics import Decision, Explanation, TopicFilter, classify, evaluate, explain, normalize
+from digest.evaluate import evaluate
+from digest.topics import Decision, Explanation, TopicFilter, classify, explain, normalize
 
 FIXTURES = Path(__file__).resolve().parent / "fixtures"
 DEV_CSV = Path(__file__).resolve().parents[2] / "shared" / "data" / "topics" / "dev.csv"
