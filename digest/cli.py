@@ -529,10 +529,15 @@ def _print_send(report: SendReport, settings: config_mod.Settings, as_json: bool
         err.print(f"failed   {email}: {reason}", markup=False)
     for email, reason in report.deferred:
         err.print(f"deferred {email}: {reason}", markup=False)
+    for email, mid, resent in report.uncertain:
+        what = "sent again with the same Message-ID" if resent else "not sent again ([mail] uncertain = skip)"
+        err.print(f"uncertain {email}: a crashed run handed it over unconfirmed; {what} {mid}", markup=False)
     if report.stopped:
         err.print(report.stopped, markup=False)
     if quiet:
         return
+    if report.held_elsewhere:
+        out.print(f"{len(report.held_elsewhere)} being sent by another run right now", markup=False)
     verb = "would send" if report.dry_run else "sent"
     line = (
         f"{report.week}: {verb} {len(report.sent)}, skipped {len(report.already_sent)} already sent, "

@@ -389,6 +389,13 @@ class MailSettings(_Model):
     rate: float = Field(10.0, gt=0, description="Messages per second at most.")
     ca_file: str | None = Field(None, description="A CA certificate to trust for the SMTP server (a private relay).")
     bounce_limit: int = Field(3, ge=1, description="Hard bounces after which an address is marked bouncing.")
+    uncertain: Literal["resend", "skip"] = Field(
+        "resend",
+        description=(
+            'A message whose handover a crash left unconfirmed: "resend" it with the same Message-ID (a possible '
+            'duplicate, never a missed week) or "skip" it (never a duplicate, possibly a missed week).'
+        ),
+    )
     dkim_key: str | None = Field(
         None, description="A PEM private key (path relative to feeds.toml) to DKIM-sign every message with."
     )

@@ -1,27 +1,34 @@
-"""Step 4 of the weekly job: send the week's editions to every confirmed subscriber, exactly once each.
+"""Step 4 of the weekly job: send the week's editions to every confirmed subscriber, once each.
 
-Every delivery is a row in the store that moves ``queued -> handed_over -> sent`` (or ``failed``).
-The SMTP messenger sends a message's final ``.`` only after ``handed_over`` is committed durably, so:
+Every delivery is a row in the store that moves ``queued -> sending -> handed_over -> sent`` (or
+``failed``). A run claims a few rows at a time (``sending``: its owner name and a lease, see
+`leases`), so any number of runs, on any number of machines, share a week's sending and never send
+one delivery twice. The SMTP messenger sends a message's final ``.`` only after ``handed_over`` is
+committed durably, so when a run dies:
 
-- killed before that commit: the server saw no end of data and kept nothing; a re-run sends it;
-- killed after the server's ``250`` but before ``sent`` is recorded: the row says ``handed_over``,
-  and a re-run counts it as sent (never twice);
-- the one unavoidable window: killed after ``handed_over`` is committed but before the five bytes
-  ``.\\r\\n`` leave the socket. That message is recorded as handed over but was never accepted.
-  The window is one ``send`` system call long. (A server that never answers the final dot has not
-  taken the message, per RFC 5321, so it is tried again; one that kept it anyway duplicates it.)
+- before that commit: the server saw no end of data and kept nothing; the next run sends it;
+- after the server's ``250`` was recorded as ``sent``: done, never again;
+- between the two (the handover commit, the five bytes ``.\\r\\n``, the server's answer): the row
+  says ``handed_over`` and nobody knows whether the server kept it. The next run takes the claim
+  over (at once when the dead run was on this machine, else when its lease lapses), names the
+  delivery in its summary as *uncertain*, and by default (``[mail] uncertain = "resend"``) sends it
+  again with the same Message-ID: a possible duplicate, which many providers fold, rather than a
+  silently missed week. ``"skip"`` counts it as sent instead.
 """
 
 from __future__ import annotations
 
+import contextlib
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any
 
+from . import clock
 from .config import Settings, expand_env
-from .errors import ConfigError, DigestError
+from .errors import ConfigError, DigestError, LostClaim
+from .leases import this_process
 from .mail import (
     DkimSigner,
     Links,
@@ -36,7 +43,7 @@ from .mail import (
     unsubscribe_mailto,
 )
 from .models import Delivery, Recipient
-from .store import Store
+from .store import DeliveryLog, Store
 from .tokens import make_token
 
 __all__ = ["SendReport", "links_for", "send_week"]
@@ -44,6 +51,8 @@ __all__ = ["SendReport", "links_for", "send_week"]
 ATTEMPTS = 3  # tries of one message within a run, on transient failures
 GIVE_UP_AFTER = 5  # consecutive transient failures (a server down): stop, leave the rest queued
 _MAILBOX_CODES = {550, 551, 553}  # the address itself is refused: a hard bounce
+CLAIM_BATCH = 20  # deliveries a run claims at a time: small, so that parallel runs share the work
+LEASE = timedelta(minutes=5)  # a claim lapses this long after its last renewal (a run on another machine died)
 
 
 @dataclass(slots=True)
@@ -58,6 +67,8 @@ class SendReport:
     failed: list[tuple[str, str]] = field(default_factory=list)
     deferred: list[tuple[str, str]] = field(default_factory=list)
     nothing_to_send: list[str] = field(default_factory=list)
+    uncertain: list[tuple[str, str, bool]] = field(default_factory=list)  # (email, Message-ID, sent again)
+    held_elsewhere: list[str] = field(default_factory=list)  # being sent by another run right now
     dry_run: bool = False
     stopped: str = ""
 
@@ -72,6 +83,8 @@ class SendReport:
             "failed": [{"email": e, "reason": r} for e, r in self.failed],
             "deferred": [{"email": e, "reason": r} for e, r in self.deferred],
             "nothing_to_send": self.nothing_to_send,
+            "uncertain": [{"email": e, "message_id": m, "resent": r} for e, m, r in self.uncertain],
+            "held_elsewhere": self.held_elsewhere,
             "stopped": self.stopped,
         }
 
@@ -147,40 +160,70 @@ def _deliver(
 ) -> None:
     editions = store.editions(report.week)
     templates: dict[str, MessageTemplate] = {}
-    todo: list[Delivery] = []
-    for d in store.deliveries(report.week):
-        if d.email not in people:
-            continue
-        if d.status == "queued":
-            todo.append(d)
-        elif d.status in ("sent", "handed_over"):
-            report.already_sent.append(d.email)
+    rows = [d for d in store.deliveries(report.week) if d.email in people]
+    report.already_sent = [d.email for d in rows if d.status == "sent"]
+    total = sum(d.status in ("queued", "sending", "handed_over") for d in rows)
     signer = None
     if settings.mail.dkim_key:
         key = settings.path.parent / settings.mail.dkim_key
         signer = DkimSigner(key, settings.mail.dkim_selector, sender_domain(settings.mail.from_))
-    streak = 0
-    with store.delivery_log() as log:
-        for done, (d, _) in enumerate(zip(todo, pace(settings.mail.rate), strict=False), start=1):
-            if streak >= GIVE_UP_AFTER:
-                report.deferred.append((d.email, report.stopped))
-                continue
-            if d.path not in templates:
-                templates[d.path] = _template(settings, editions[d.path], now)
-            message = templates[d.path].render(
-                d.email, d.message_id, links_for(settings, d.email), people[d.email].name
-            )
-            if signer is not None:
-                message = signer.sign(message)
-            ok = _send_one(settings, store, log, messenger, d, message, report, now)
-            streak = 0 if ok else streak + 1
-            if streak >= GIVE_UP_AFTER:
-                report.stopped = (
-                    f"stopped after {streak} failures in a row ({report.deferred[-1][1]}); the rest stay queued"
-                )
-            if on_progress is not None:
-                on_progress(done, len(todo))
+    owner, pacer, done, streak = this_process(), iter(pace(settings.mail.rate)), 0, 0
+    with store.delivery_log(owner) as log:
+        renewed = clock.now()
+        try:
+            while streak < GIVE_UP_AFTER:
+                batch = store.claim_deliveries(report.week, owner, clock.now(), LEASE, limit=CLAIM_BATCH, only=people)
+                if not batch:
+                    break
+                for d, before in batch:
+                    if streak >= GIVE_UP_AFTER:
+                        report.deferred.append((d.email, report.stopped))
+                        continue
+                    if before == "handed_over":
+                        report.uncertain.append((d.email, d.message_id, settings.mail.uncertain == "resend"))
+                        if settings.mail.uncertain == "skip":
+                            log.mark(d, "sent", now, answer="uncertain handover, not sent again ([mail] uncertain)")
+                            continue
+                    if d.path not in templates:
+                        templates[d.path] = _template(settings, editions[d.path], now)
+                    message = _message(settings, templates[d.path], d, people[d.email], signer)
+                    next(pacer)
+                    ok = _send_one(settings, store, log, messenger, d, message, report, now)
+                    streak = 0 if ok else streak + 1
+                    if streak >= GIVE_UP_AFTER:
+                        report.stopped = (
+                            f"stopped after {streak} failures in a row ({report.deferred[-1][1]}); the rest stay queued"
+                        )
+                    done += 1
+                    if on_progress is not None:
+                        on_progress(done, max(total, done))
+                    if clock.now() - renewed > LEASE / 4:  # a slow server: keep the rest of the batch ours
+                        renewed = clock.now()
+                        store.renew_deliveries(report.week, owner, renewed + LEASE)
+        finally:  # what this run claimed and did not hand over goes back to the queue
+            store.release_deliveries(report.week, owner, clock.now())
     messenger.flush()
+    _account_for_the_rest(store, report, people, owner)
+
+
+def _message(
+    settings: Settings, template: MessageTemplate, d: Delivery, person: Recipient, signer: DkimSigner | None
+) -> bytes:
+    """One subscriber's message: their links and name in the edition's template, signed if DKIM is set."""
+    message = template.render(d.email, d.message_id, links_for(settings, d.email), person.name)
+    return signer.sign(message) if signer is not None else message
+
+
+def _account_for_the_rest(store: Store, report: SendReport, people: dict[str, Recipient], owner: str) -> None:
+    """After the run: what is still queued (a stop) is deferred; what another live run holds is named."""
+    settled = {e for e, *_ in report.deferred} | set(report.sent) | {e for e, _ in report.failed}
+    for d in store.deliveries(report.week):
+        if d.email not in people or d.email in settled:
+            continue
+        if d.status == "queued" and report.stopped:
+            report.deferred.append((d.email, report.stopped))
+        elif d.status in ("sending", "handed_over"):
+            report.held_elsewhere.append(d.email)
 
 
 def _template(settings: Settings, edition: dict[str, Any], now: datetime) -> MessageTemplate:
@@ -207,7 +250,7 @@ def _slug(text: str) -> str:
 def _send_one(
     settings: Settings,
     store: Store,
-    log: Any,
+    log: DeliveryLog,
     messenger: Messenger,
     d: Delivery,
     message: bytes,
@@ -219,6 +262,9 @@ def _send_one(
         tries = d.attempts + attempt
         try:
             answer = messenger.push(settings.mail.from_, d.email, message, _handover(log, d, now, tries))
+        except LostClaim:
+            report.held_elsewhere.append(d.email)  # its lease lapsed; the run that took it over sends it
+            return True
         except PermanentMailError as exc:
             log.mark(d, "failed", now, attempts=tries, error=str(exc))
             report.failed.append((d.email, str(exc)))
@@ -226,18 +272,23 @@ def _send_one(
                 store.record_bounce(d.email, settings.mail.bounce_limit, now)
             return True
         except TransientMailError as exc:
-            log.mark(d, "queued", now, attempts=tries, error=str(exc))  # not accepted: stays queued
+            log.mark(d, "sending", now, attempts=tries, error=str(exc))  # not accepted: still ours, not sent
             if attempt == ATTEMPTS:
                 report.deferred.append((d.email, str(exc)))
                 return False
             time.sleep(min(4.0, 0.25 * 2**attempt))
             continue
-        # not fsynced: if a power loss rolls it back, the row says handed_over, which also counts as sent
-        log.mark(d, "sent", now, durable=False, attempts=tries, answer=answer, error="")
+        # Not fsynced: if a power loss rolls it back, the row says handed_over and the next run calls it
+        # uncertain (resent with the same Message-ID, or not, per [mail] uncertain).
+        with contextlib.suppress(LostClaim):  # sent, but another run took the row: it will call it uncertain
+            log.mark(d, "sent", now, durable=False, attempts=tries, answer=answer, error="")
         report.sent.append(d.email)
         return True
     return False
 
 
-def _handover(log: Any, d: Delivery, now: datetime, tries: int) -> Callable[[], None]:
-    return lambda: log.mark(d, "handed_over", now, attempts=tries)
+def _handover(log: DeliveryLog, d: Delivery, now: datetime, tries: int) -> Callable[[], None]:
+    def commit() -> None:
+        log.mark(d, "handed_over", now, attempts=tries)
+
+    return commit

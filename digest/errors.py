@@ -5,6 +5,7 @@ The hierarchy::
     DigestError                  anything digest reports to a person
     ├── ConfigError              feeds.toml is missing or wrong (exit status 2)
     ├── StoreError               the database cannot be opened, migrated or written
+    │   └── LostClaim            a run's claim on a delivery lapsed and another run took it over
     ├── SourceError              a source cannot be added, imported or exported (dead, duplicate)
     │   └── OpmlError            (opml.py) an OPML file is not readable
     ├── FetchError               one source could not be collected (recorded, the run goes on)
@@ -26,6 +27,7 @@ __all__ = [
     "ConfigError",
     "DigestError",
     "FetchError",
+    "LostClaim",
     "PermanentFetchError",
     "SourceError",
     "StoreError",
@@ -48,6 +50,10 @@ class ConfigError(DigestError):
 
 class StoreError(DigestError):
     """The store cannot be opened, is newer than this version, or a migration failed."""
+
+
+class LostClaim(StoreError):
+    """This run no longer holds a delivery it was sending: another run took it over (and sends it)."""
 
 
 class SourceError(DigestError):

@@ -148,8 +148,9 @@ class Delivery:
     week: str
     email: str
     path: str
-    status: str  # queued, handed_over, sent, failed
+    status: str  # queued, sending (claimed by a run), handed_over, sent, failed
     message_id: str
     attempts: int = 0
     answer: str = ""
     error: str = ""
+    uncertain: int = 0  # times a crash left its handover unconfirmed (then sent again, or not, per [mail])

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import hashlib
 import json
-from collections.abc import Callable, Iterable, Iterator, Sequence
+from collections.abc import Callable, Collection, Iterable, Iterator, Sequence
 from dataclasses import asdict, dataclass, fields
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -16,8 +16,8 @@ from typing import Any
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection, Engine
 
-from . import clock
-from .errors import StoreError
+from . import clock, leases
+from .errors import LostClaim, StoreError
 from .models import Author, Decision, Delivery, Engagement, Media, Post, Recipient, SourceState
 
 __all__ = ["SCHEMA_VERSION", "DeliveryLog", "FilterRun", "Store", "suppression_hash"]
@@ -167,13 +167,16 @@ deliveries = sa.Table(
     sa.Column("week", sa.String, primary_key=True),
     sa.Column("email", sa.String, primary_key=True),
     sa.Column("path", sa.String, nullable=False),  # which edition
-    sa.Column("status", sa.String, nullable=False),  # queued, handed_over, sent, failed
+    sa.Column("status", sa.String, nullable=False),  # queued, sending, handed_over, sent, failed
     sa.Column("message_id", sa.String, nullable=False),
     sa.Column("attempts", sa.Integer, nullable=False, default=0),
     sa.Column("answer", sa.String, nullable=False, default=""),
     sa.Column("error", sa.String, nullable=False, default=""),
     sa.Column("queued_at", UTCDateTime, nullable=False),
     sa.Column("updated_at", UTCDateTime, nullable=False),
+    sa.Column("owner", sa.String, nullable=False, default=""),  # the run holding the claim (`leases`)
+    sa.Column("lease_until", UTCDateTime, nullable=True),  # the claim lapses then unless renewed
+    sa.Column("uncertain", sa.Integer, nullable=False, default=0),  # handovers a crash left unconfirmed
     sa.Index("ix_deliveries_status", "week", "status"),
 )
 
@@ -224,6 +227,18 @@ def _add_in_reply_to(conn: Connection) -> None:
         conn.exec_driver_sql("ALTER TABLE posts ADD COLUMN in_reply_to VARCHAR NOT NULL DEFAULT ''")
 
 
+def _add_delivery_claims(conn: Connection) -> None:
+    """Migration 6: a delivery is claimed by one run (owner, lease) and counts uncertain handovers."""
+    have = {c["name"] for c in sa.inspect(conn).get_columns("deliveries")}
+    for column, ddl in (
+        ("owner", "VARCHAR NOT NULL DEFAULT ''"),
+        ("lease_until", "TIMESTAMP"),
+        ("uncertain", "INTEGER NOT NULL DEFAULT 0"),
+    ):
+        if column not in have:
+            conn.exec_driver_sql(f"ALTER TABLE deliveries ADD COLUMN {column} {ddl}")
+
+
 Migration = str | Callable[[Connection], None]
 
 # Migrations from version N-1 to N, applied in order to an existing database. A fresh database
@@ -233,6 +248,7 @@ MIGRATIONS: dict[int, Sequence[Migration]] = {
     3: [lambda conn: metadata.create_all(conn, tables=[subscribers, editions, deliveries])],  # the mailer's
     4: [_move_unsubscribed_to_suppressions],  # the subscription pages: suppressions, the serve schedule's jobs
     5: [_add_in_reply_to],  # chat recaps: a post's parent
+    6: [_add_delivery_claims],  # several runs share a week's sending: claims and leases
 }
 SCHEMA_VERSION = 1 + len(MIGRATIONS)
 
@@ -627,8 +643,7 @@ class Store:
                 for path, topics, subject, html, text in items
                 if path not in have
             ]
-            if rows:
-                conn.execute(editions.insert(), rows)
+            _insert_new(conn, editions, rows)  # a second run composing the week at once keeps the first set
 
     def editions(self, week: str) -> dict[str, dict[str, Any]]:
         """A week's stored editions by path."""
@@ -653,7 +668,8 @@ class Store:
             return list(conn.execute(query).scalars())
 
     def queue_deliveries(self, week: str, items: Sequence[tuple[str, str, str]], now: datetime) -> int:
-        """Queue (email, path, message id) for a week unless already queued; return how many are new."""
+        """Queue (email, path, message id) for a week unless already queued (by this run or another at the
+        same moment); return how many this call queued."""
         with self.engine.begin() as conn:
             have = set(conn.execute(sa.select(deliveries.c.email).where(deliveries.c.week == week)).scalars())
             rows = [
@@ -668,13 +684,104 @@ class Store:
                     "error": "",
                     "queued_at": now,
                     "updated_at": now,
+                    "owner": "",
+                    "lease_until": None,
+                    "uncertain": 0,
                 }
                 for email, path, mid in items
                 if email not in have
             ]
-            if rows:
-                conn.execute(deliveries.insert(), rows)
-        return len(rows)
+            return _insert_new(conn, deliveries, rows)
+
+    def claim_deliveries(
+        self,
+        week: str,
+        owner: str,
+        now: datetime,
+        lease: timedelta,
+        *,
+        limit: int,
+        only: Collection[str] | None = None,
+        gone: Callable[[str], bool] = leases.is_gone,
+    ) -> list[tuple[Delivery, str]]:
+        """Claim up to ``limit`` of the week's unfinished deliveries for ``owner``: queued ones, and those
+        whose holder's lease lapsed or whose holder is gone (see `leases`). Each row is taken by a
+        compare-and-set on the status and owner read, so two runs never hold the same delivery.
+
+        Returns each claimed delivery (now ``sending``) with the status it had: ``handed_over`` means
+        its last holder died between recording the handover and the server's answer (uncertain).
+        """
+        open_rows = (
+            sa.select(deliveries.c.email, deliveries.c.status, deliveries.c.owner, deliveries.c.lease_until)
+            .where(deliveries.c.week == week, deliveries.c.status.in_(_UNFINISHED))
+            .order_by(deliveries.c.email)
+        )
+        with self.engine.connect() as conn:
+            rows = conn.execute(open_rows).all()
+        verdicts: dict[str, bool] = {}
+
+        def free(row: Any) -> bool:
+            if only is not None and row.email not in only:
+                return False
+            if row.status == "queued" or not row.owner or row.lease_until is None or row.lease_until <= now:
+                return True
+            if row.owner not in verdicts:
+                verdicts[row.owner] = row.owner != owner and gone(row.owner)
+            return verdicts[row.owner]
+
+        chosen = [r for r in rows if free(r)][:limit]
+        if not chosen:
+            return []
+        claimed: dict[str, str] = {}
+        with self.engine.begin() as conn:  # the first statement writes: SQLite takes its write lock at once
+            for r in chosen:
+                taken = conn.execute(
+                    deliveries.update()
+                    .where(
+                        deliveries.c.week == week,
+                        deliveries.c.email == r.email,
+                        deliveries.c.status == r.status,
+                        deliveries.c.owner == r.owner,
+                    )
+                    .values(
+                        status="sending",
+                        owner=owner,
+                        lease_until=now + lease,
+                        updated_at=now,
+                        uncertain=deliveries.c.uncertain + (1 if r.status == "handed_over" else 0),
+                    )
+                )
+                if taken.rowcount == 1:
+                    claimed[r.email] = r.status
+        mine = sa.select(deliveries).where(
+            deliveries.c.week == week, deliveries.c.owner == owner, deliveries.c.email.in_(list(claimed))
+        )
+        with self.engine.connect() as conn:
+            got = [_delivery(row) for row in conn.execute(mine.order_by(deliveries.c.email))]
+        return [(d, claimed[d.email]) for d in got if d.status == "sending"]
+
+    def renew_deliveries(self, week: str, owner: str, until: datetime) -> None:
+        """Extend the lease on every delivery of the week that ``owner`` still holds."""
+        with self.engine.begin() as conn:
+            conn.execute(
+                deliveries.update()
+                .where(
+                    deliveries.c.week == week,
+                    deliveries.c.owner == owner,
+                    deliveries.c.status.in_(("sending", "handed_over")),
+                )
+                .values(lease_until=until)
+            )
+
+    def release_deliveries(self, week: str, owner: str, now: datetime) -> int:
+        """Give back the deliveries ``owner`` claimed but did not hand over: queued again for any run."""
+        with self.engine.begin() as conn:
+            result = conn.execute(
+                deliveries.update()
+                .where(deliveries.c.week == week, deliveries.c.owner == owner, deliveries.c.status == "sending")
+                .values(status="queued", owner="", lease_until=None, updated_at=now)
+            )
+        return int(result.rowcount or 0)
 
     def deliveries(self, week: str) -> list[Delivery]:
         """A week's deliveries, by address."""
@@ -738,9 +845,9 @@ class Store:
             row = conn.execute(sa.select(jobs).where(jobs.c.name == name, jobs.c.period == period)).first()
         return row._asdict() if row else None
 
-    def delivery_log(self) -> DeliveryLog:
-        """A connection for recording sends one by one, each state change committed durably."""
-        return DeliveryLog(self.engine)
+    def delivery_log(self, owner: str = "") -> DeliveryLog:
+        """A connection for recording ``owner``'s sends one by one (see `DeliveryLog`)."""
+        return DeliveryLog(self.engine, owner)
 
     # -- source activity, for `digest sources status` (read-only) ------------------------
 
@@ -776,17 +883,24 @@ class Store:
 
 
 # Built once: a delivery changes state twice per message, and building the statement each time costs more than running it.
+# Only the run holding a delivery's claim may move it.
 _MARK_DELIVERY = deliveries.update().where(
-    deliveries.c.week == sa.bindparam("_week"), deliveries.c.email == sa.bindparam("_email")
+    deliveries.c.week == sa.bindparam("_week"),
+    deliveries.c.email == sa.bindparam("_email"),
+    deliveries.c.owner == sa.bindparam("_owner"),
 )
+_UNFINISHED = ("queued", "sending", "handed_over")
 
 
 class DeliveryLog:
-    """Records delivery states, each change its own transaction. Durable changes go through a
-    connection with ``synchronous=FULL`` (on SQLite: they survive a power loss once recorded); the
-    others through one with ``NORMAL``, which survives a crash but may roll back on power loss."""
+    """Records one run's delivery states, each change its own transaction, only on rows the run holds.
 
-    def __init__(self, engine: Engine) -> None:
+    Durable changes go through a connection with ``synchronous=FULL`` (on SQLite: they survive a power
+    loss once recorded); the others through one with ``NORMAL``, which survives a crash but may roll
+    back on power loss."""
+
+    def __init__(self, engine: Engine, owner: str = "") -> None:
+        self.owner = owner
         self.durable, self.fast = engine.connect(), engine.connect()
         if engine.dialect.name == "sqlite":
             self.durable.exec_driver_sql("PRAGMA synchronous=FULL")
@@ -795,12 +909,26 @@ class DeliveryLog:
         self.fast.commit()
 
     def mark(self, delivery: Delivery, status: str, now: datetime, *, durable: bool = True, **values: Any) -> Delivery:
-        """Move one delivery to ``status`` (with answer, error or attempts) and commit."""
+        """Move one delivery to ``status`` (with answer, error, attempts or lease) and commit.
+
+        Raises `LostClaim` when the run no longer holds the delivery (its lease lapsed and another run
+        took it over): the caller must not hand the message over.
+        """
         conn = self.durable if durable else self.fast
-        params = {"_week": delivery.week, "_email": delivery.email, "status": status, "updated_at": now, **values}
-        conn.execute(_MARK_DELIVERY, params)
+        params = {
+            "_week": delivery.week,
+            "_email": delivery.email,
+            "_owner": self.owner,
+            "status": status,
+            "updated_at": now,
+            **values,
+        }
+        if conn.execute(_MARK_DELIVERY, params).rowcount != 1:
+            conn.rollback()
+            raise LostClaim(f"{delivery.email}: another run took this delivery over; it sends it")
         conn.commit()
-        return Delivery(**{**asdict(delivery), "status": status, **values})
+        known = {k: v for k, v in values.items() if k in Delivery.__dataclass_fields__}
+        return Delivery(**{**asdict(delivery), "status": status, **known})
 
     def close(self) -> None:
         self.durable.close()
@@ -821,7 +949,27 @@ def _recipient(row: Any) -> Recipient:
 
 
 def _delivery(row: Any) -> Delivery:
-    return Delivery(row.week, row.email, row.path, row.status, row.message_id, row.attempts, row.answer, row.error)
+    return Delivery(
+        row.week, row.email, row.path, row.status, row.message_id, row.attempts, row.answer, row.error, row.uncertain
+    )
+
+
+def _insert_new(conn: Connection, table: sa.Table, rows: Sequence[dict[str, Any]]) -> int:
+    """Insert rows, skipping any whose key another process stored first; the number this call inserted."""
+    if not rows:
+        return 0
+    if conn.dialect.name == "postgresql":
+        from sqlalchemy.dialects.postgresql import insert as pg_insert
+
+        statement: Any = pg_insert(table).on_conflict_do_nothing()
+    elif conn.dialect.name == "sqlite":
+        from sqlalchemy.dialects.sqlite import insert as sqlite_insert
+
+        statement = sqlite_insert(table).on_conflict_do_nothing()
+    else:
+        statement = table.insert()
+    result = conn.execute(statement, list(rows))
+    return int(result.rowcount) if result.rowcount is not None and result.rowcount >= 0 else len(rows)
 
 
 @dataclass(frozen=True, slots=True)

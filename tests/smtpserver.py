@@ -7,11 +7,13 @@
 ``flaky`` answers that share of transactions 451 (or 421 and hang up) at random; ``drop`` closes
 the connection in the middle of the message data. ``tls`` offers STARTTLS with a certificate from
 a test CA (``sink.ca_file``); ``auth`` requires a login. A message counts as accepted only when the
-server answers 250, as at a real server.
+server answers 250, as at a real server. ``meet=N`` holds every message until N different
+connections have each reached DATA (at most 60 s), so N clients started together really overlap.
 """
 
 from __future__ import annotations
 
+import asyncio
 import random
 import socket
 import ssl
@@ -40,6 +42,7 @@ class _Handler:
         return "250 OK"
 
     async def handle_DATA(self, server: SMTP, session: Session, envelope: Envelope) -> str:
+        await self._meet(session)
         roll = self.sink.random.random()
         if roll < self.sink.flaky / 2:
             return "451 4.3.0 Try again later"
@@ -53,6 +56,14 @@ class _Handler:
             if self.sink.on_accept is not None:
                 self.sink.on_accept(len(self.sink.messages))
         return "250 2.0.0 Queued"
+
+    async def _meet(self, session: Session) -> None:
+        if not self.sink.meet:
+            return
+        self.sink.peers.add(session.peer)
+        deadline = asyncio.get_running_loop().time() + 60
+        while len(self.sink.peers) < self.sink.meet and asyncio.get_running_loop().time() < deadline:
+            await asyncio.sleep(0.01)
 
 
 class _DroppingSMTP(SMTP):
@@ -99,7 +110,10 @@ class SmtpSink:
         auth: tuple[str, str] | None = None,
         seed: int = 0,
         workdir: Path | None = None,
+        meet: int = 0,
     ) -> None:
+        self.meet = meet
+        self.peers: set[Any] = set()
         self.reject = {a.lower() for a in reject or ()}
         self.flaky, self.drop = flaky, drop
         self.random = random.Random(seed)
