@@ -20,6 +20,7 @@ BENCHMARKS: dict[str, tuple[str, ...]] = {
     "compose": ("compose",),
     "send": ("send",),
     "weekly": ("weekly",),
+    "quality": ("quality", "quality_multi"),
 }
 
 

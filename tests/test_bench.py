@@ -118,3 +118,17 @@ def test_weekly_entry(report: dict[str, Any]) -> None:
     assert entry["breakdown"]["store_posts_load_s"] > 0
     for step in ("collect", "filter", "prepare_editions", "deliver", "send_week"):
         assert entry["steps"][step]["calls"] == 1, step
+
+
+def test_quality_is_left_out_of_quick_mode_and_skips_without_the_shared_data(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from bench import BENCHMARKS, quality
+
+    assert BENCHMARKS["quality"] == ("quality", "quality_multi")
+    assert quality.run(True) == {}
+    monkeypatch.setattr(quality, "SHARED", tmp_path / "missing")
+    entries = quality.run(False)
+    assert set(entries) == {"quality", "quality_multi"}
+    for entry in entries.values():
+        assert entry["value"] is None and "is not there" in entry["skipped"] and entry["notes"] == [entry["skipped"]]
