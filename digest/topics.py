@@ -1,6 +1,6 @@
 """Topic filter: decide which followed topics each post of a weekly batch is about, without labelled data.
 
-Keywords seed a TF-IDF classifier that is trained, calibrated and prior-corrected on the batch itself.
+Keywords seed one TF-IDF classifier in which the topics and chatter compete, thresholded from the batch itself.
 """
 
 from __future__ import annotations
@@ -38,11 +38,6 @@ __all__ = [
 
 DEFAULT_THRESHOLD = 0.5  # on a calibrated probability: keep a post when it is more likely on-topic than not
 _STOP = frozenset(ENGLISH_STOP_WORDS) | BOILERPLATE
-_MAX_SEEDS = 2_000  # seed posts per side used to train one topic's classifier
-_MIN_SEEDS = 5  # below this on either side the batch is too small to learn from: keyword evidence decides
-_MIN_CALIBRATION = 20  # per side and half: fewer seeds train one model and leave its scores uncalibrated
-_PRIOR_RANGE = (0.01, 0.99)  # clip of the topic's estimated share of the batch
-_PRIOR_SHRINK = 0.5  # weight of that estimate's log-odds (0: ignore the prior, 1: trust it fully)
 
 
 class TopicSpec(Protocol):
@@ -233,37 +228,17 @@ class _Batch:
         return np.column_stack(cols) if cols else np.zeros((len(self.docs), 0), dtype=bool)
 
 
-# --- one topic's scorer ----------------------------------------------------------------------------------
+# --- the model: topics and chatter compete ----------------------------------------------------------------
 
-
-@dataclass(frozen=True, slots=True)
-class _Model:
-    """Calibrated log-odds (topic vs noise, equal priors) = scale * (x . weights + bias) + offset."""
-
-    weights: np.ndarray
-    bias: float
-    scale: float
-    offset: float
-
-    def raw(self, x: sp.csr_matrix) -> np.ndarray:
-        return np.asarray(x @ self.weights).ravel() + self.bias
-
-    def logit(self, x: sp.csr_matrix) -> np.ndarray:
-        return self.scale * self.raw(x) + self.offset
-
-
-@dataclass(frozen=True, slots=True)
-class _Topic:
-    """A topic fitted on one batch: its evidence, its scorer (None when keywords alone decide) and prior."""
-
-    name: str
-    threshold: float
-    keywords: tuple[_Keyword, ...]
-    noise_keywords: tuple[_Keyword, ...]
-    margin: np.ndarray  # topic keywords minus noise keywords found, per post
-    model: _Model | None
-    prior_shift: float  # log prior odds when the topic is a minority of the batch's seeds, else 0
-    balanced: np.ndarray  # calibrated log-odds topic vs noise at equal priors, per post
+_SEED_CAP = 2_000  # posts per class learned from in one fit; the rest of the batch is scored, not learned from
+_PROFILE_WEIGHT = 0.5  # a curator-written line (a keyword, a phrase of a description) against a seed post
+_C = 1.0  # inverse regularization of the logistic regression (rows are L2-normalized TF-IDF): weight spreads
+# from a keyword to the words that keep it company, which is what finds the posts with no keyword
+_SECOND_TOPIC = 0.8  # kept under a second topic when it is at least this probable relative to the best one
+_UNPLACED_SHIFT = -0.5  # with too few chatter seeds, a stricter threshold: a post must show its topic
+_MIN_CHATTER = 20  # chatter seeds needed to place the threshold from the batch; fewer: the fixed threshold
+_CHATTER_QUANTILE = 0.995  # the threshold sits where this share of the batch's chatter seeds scores below
+_THRESHOLD_RANGE = (0.38, 0.5)  # ... but never looser than this, nor stricter than the default threshold
 
 
 def _dedupe(keywords: Iterable[str]) -> tuple[_Keyword, ...]:
@@ -275,9 +250,10 @@ def _dedupe(keywords: Iterable[str]) -> tuple[_Keyword, ...]:
     return tuple(unique.values())
 
 
-def _own_words(spec: TopicSpec) -> set[str]:
-    """Every inflection of the words a topic is defined with: such words never count as noise for it."""
-    words = [w for k in _dedupe(spec.keywords) for form in k for w in form] + _content_words(spec.description)
+def _own_words(specs: Sequence[TopicSpec]) -> set[str]:
+    """Every inflection of the words the topics are defined with: such words never count as noise."""
+    words = [w for s in specs for k in _dedupe(s.keywords) for form in k for w in form]
+    words += [w for s in specs for w in _content_words(s.description)]
     return {v for w in words if w not in _STOP for v in _variants(w)}
 
 
@@ -287,74 +263,113 @@ def _split_exclude(exclude: Sequence[str]) -> tuple[list[str], list[str]]:
     return short, [e for e in exclude if len(e.split()) > 3]
 
 
-def _platt(raw: np.ndarray, truth: np.ndarray) -> tuple[float, float]:
-    """Scale and offset turning held-out raw scores into calibrated log-odds (identity if degenerate)."""
-    fit = LogisticRegression(C=1e4, class_weight="balanced").fit(raw[:, None], truth)
-    scale, offset = float(fit.coef_[0, 0]), float(fit.intercept_[0])
-    return (scale, offset) if scale > 0 else (1.0, 0.0)
+_PHRASE = re.compile(r"[.;:,()\n]+|\band\b|\bor\b")
 
 
-def _fit_linear(batch: _Batch, rows: np.ndarray, truth: np.ndarray, profiles: sp.csr_matrix, n_pos: int) -> _Model:
-    """Logistic regression (balanced classes) on some posts of the batch plus the profile rows."""
-    features = sp.vstack([batch.x[rows], profiles]).tocsr()
-    labels = np.r_[truth, np.arange(profiles.shape[0]) < n_pos]
-    fit = LogisticRegression(C=1.0, class_weight="balanced", solver="liblinear", random_state=0).fit(features, labels)
-    return _Model(fit.coef_[0].copy(), float(fit.intercept_[0]), 1.0, 0.0)
+def _phrases(description: str) -> list[str]:
+    """A description as the phrases a curator listed: ``diseases, their causes and treatment`` -> 3 lines."""
+    return [p.strip() for p in _PHRASE.split(description) if _content_words(p)]
 
 
-def _train(
-    batch: _Batch, pos: np.ndarray, neg: np.ndarray, profiles: tuple[list[str], list[str]], rng: np.random.Generator
-) -> _Model:
-    """Two half-models on the seed posts (+ profiles), each calibrated on the other half's seeds, averaged."""
-    seeds = np.r_[rng.permutation(np.flatnonzero(pos))[:_MAX_SEEDS], rng.permutation(np.flatnonzero(neg))[:_MAX_SEEDS]]
-    extra = batch.vectorize(profiles[0] + profiles[1])
-    if min(pos.sum(), neg.sum()) < 2 * _MIN_CALIBRATION:
-        return _fit_linear(batch, seeds, pos[seeds], extra, len(profiles[0]))
-    halves = (seeds[0::2], seeds[1::2])
-    models = [_fit_linear(batch, half, pos[half], extra, len(profiles[0])) for half in halves]
-    held_out = np.r_[models[0].raw(batch.x[halves[1]]), models[1].raw(batch.x[halves[0]])]
-    scale, offset = _platt(held_out, pos[np.r_[halves[1], halves[0]]])
-    weights, bias = (models[0].weights + models[1].weights) / 2, (models[0].bias + models[1].bias) / 2
-    return _Model(weights, bias, scale, offset)
+@dataclass(frozen=True, slots=True)
+class _Evidence:
+    """What the curator's words say about each post of a batch, before anything is learned."""
+
+    topic: np.ndarray  # posts x topics: topic keywords found
+    noise: np.ndarray  # posts: noise keywords (and short exclusions) found
+    keywords: tuple[tuple[_Keyword, ...], ...]  # per topic
+    noise_keywords: tuple[_Keyword, ...]
+
+    def seeds(self, nonempty: np.ndarray) -> np.ndarray:
+        """Per post, the class its keywords clearly point to (a topic, or chatter = the last), or -1."""
+        n, k = self.topic.shape
+        best = self.topic.max(axis=1) if k else np.zeros(n)
+        unique = (self.topic == best[:, None]).sum(axis=1) == 1 if k else np.zeros(n, dtype=bool)
+        labels = np.full(n, -1)
+        on = (best > self.noise) & unique & nonempty
+        labels[on] = self.topic.argmax(axis=1)[on] if k else -1
+        labels[(self.noise > best) & nonempty] = k
+        return labels
 
 
-def _fit_topic(
-    spec: TopicSpec, batch: _Batch, noise: NoiseProfile, noise_hits: np.ndarray, rng: np.random.Generator
-) -> _Topic:
-    """Seeds from keyword evidence, then a calibrated classifier if the batch has enough of them."""
-    own = _own_words(spec)
-    noise_kw = _dedupe(noise.keywords)
-    owned = [all(w in own or w in _STOP for w in k[0]) for k in noise_kw]
-    kept, dropped = [j for j, o in enumerate(owned) if not o], [j for j, o in enumerate(owned) if o]
-    short, long = _split_exclude(spec.exclude)
-    extra_noise = _dedupe(short)
-    keywords = _dedupe(spec.keywords)
-    topic_n = batch.evidence(keywords).sum(axis=1)
-    noise_n = noise_hits.sum(axis=1) - noise_hits[:, dropped].sum(axis=1) + batch.evidence(extra_noise).sum(axis=1)
-    pos = (topic_n > noise_n) & batch.nonempty
-    neg = (noise_n > topic_n) & batch.nonempty
-    margin = (topic_n - noise_n).astype(float)  # keywords alone: keep with at least one more topic keyword
-    evidence = margin - 0.5
-    threshold = DEFAULT_THRESHOLD if spec.threshold is None else float(spec.threshold)
-    noise_words = tuple(noise_kw[j] for j in kept) + extra_noise
-    if min(pos.sum(), neg.sum()) < _MIN_SEEDS:
-        return _Topic(spec.name, threshold, keywords, noise_words, margin, None, 0.0, evidence)
-    profile = spec.description + "\n" + "\n".join(spec.keywords)
-    noise_profile = noise.description + "\n" + "\n".join(" ".join(k[0]) for k in noise_words)
-    model = _train(batch, pos, neg, ([profile, *spec.examples], [noise_profile, *noise.examples, *long]), rng)
-    balanced = model.logit(batch.x)
-    shift = _prior_shift(pos, neg)
-    return _Topic(spec.name, threshold, keywords, noise_words, margin, model, shift, balanced)
+def _evidence(batch: _Batch, specs: Sequence[TopicSpec], noise: NoiseProfile) -> _Evidence:
+    own = _own_words(specs)
+    noise_kw = tuple(k for k in _dedupe(noise.keywords) if not all(w in own or w in _STOP for w in k[0]))
+    noise_kw += _dedupe(e for s in specs for e in _split_exclude(s.exclude)[0])
+    keywords = tuple(_dedupe(s.keywords) for s in specs)
+    topic = np.column_stack([batch.evidence(k).sum(axis=1) for k in keywords]) if specs else np.zeros((0, 0))
+    return _Evidence(
+        topic.reshape(len(batch.docs), len(specs)), batch.evidence(noise_kw).sum(axis=1), keywords, noise_kw
+    )
 
 
-def _prior_shift(pos: np.ndarray, neg: np.ndarray) -> float:
-    """Log prior odds of the topic when its seeds are a minority, shrunk halfway to even odds; never positive.
+def _profile_rows(
+    specs: Sequence[TopicSpec], noise: NoiseProfile, noise_keywords: Sequence[_Keyword]
+) -> tuple[list[str], list[int]]:
+    """The curator's own lines as training rows: keywords, description phrases and examples; chatter last."""
+    texts: list[str] = []
+    classes: list[int] = []
+    for k, spec in enumerate(specs):
+        lines = [*spec.keywords, *_phrases(spec.description), *spec.examples]
+        texts += lines
+        classes += [k] * len(lines)
+    chatter = [" ".join(k[0]) for k in noise_keywords] + _phrases(noise.description) + list(noise.examples)
+    chatter += [e for s in specs for e in _split_exclude(s.exclude)[1]]
+    return texts + chatter, classes + [len(specs)] * len(chatter)
 
-    The seeds' topic share estimates how common the topic is in the batch, but keywords cover a topic and
-    the noise profile cover chatter unevenly, so the estimate is only trusted halfway.
-    """
-    prior = np.clip(pos.sum() / (pos.sum() + neg.sum()), *_PRIOR_RANGE)
-    return min(0.0, _PRIOR_SHRINK * float(np.log(prior / (1 - prior))))
+
+def _capped(rows: np.ndarray, keys: np.ndarray, cap: int) -> np.ndarray:
+    """At most ``cap`` of the rows, chosen by a hash of their text: the same posts whatever the batch order."""
+    return rows if rows.size <= cap else rows[np.argsort(keys[rows], kind="stable")[:cap]]
+
+
+@dataclass(frozen=True, slots=True)
+class _Fit:
+    """A multinomial logistic regression over TF-IDF: one row of weights per topic, chatter last."""
+
+    weights: np.ndarray  # classes x terms
+    bias: np.ndarray  # classes
+
+    def logits(self, x: sp.csr_matrix) -> np.ndarray:
+        return np.asarray(x @ self.weights.T) + self.bias
+
+
+def _fit(x: sp.csr_matrix, labels: np.ndarray, weights: np.ndarray, classes: int) -> _Fit:
+    """Each class's rows weigh the same in all (equal priors), however many there are."""
+    present = np.unique(labels)
+    totals = np.bincount(labels, weights=weights, minlength=classes)
+    balanced = weights / totals[labels] * (weights.sum() / len(present))
+    # A term no training row has gets weight 0 under L2 anyway: fitting only the others is the same
+    # model with far fewer parameters (the training rows use a fraction of a large batch's words).
+    used = np.unique(x.indices)
+    model = LogisticRegression(C=_C, max_iter=100, tol=1e-3).fit(x[:, used], labels, sample_weight=balanced)
+    coef, intercept = model.coef_, model.intercept_
+    if len(present) == 2:  # scikit-learn keeps one row for two classes: the second's log-odds
+        coef, intercept = np.vstack([-coef / 2, coef / 2]), np.r_[-intercept / 2, intercept / 2]
+    w = np.zeros((classes, x.shape[1]))
+    b = np.full(classes, -30.0)  # a class with nothing to learn from is never chosen
+    w[np.ix_(present, used)], b[present] = coef, intercept
+    return _Fit(w, b)
+
+
+def _softmax(logits: np.ndarray) -> np.ndarray:
+    z = np.exp(logits - logits.max(axis=1, keepdims=True))
+    return z / z.sum(axis=1, keepdims=True)
+
+
+def _learn(batch: _Batch, ev: _Evidence, profiles: tuple[list[str], list[int]], keys: np.ndarray) -> _Fit | None:
+    """Fit on the seed posts and the curator's lines; None when they give fewer than two classes to tell apart."""
+    classes = ev.topic.shape[1] + 1
+    seeds = ev.seeds(batch.nonempty)
+    extra = batch.vectorize(profiles[0])
+    keep = np.diff(extra.indptr) > 0  # a line whose words never occur in this batch teaches nothing
+    lines, line_classes = extra[keep], np.asarray(profiles[1], dtype=np.int64)[keep]
+    if len(np.unique(np.r_[line_classes, seeds[seeds >= 0]])) < 2:
+        return None
+    rows = np.concatenate([_capped(np.flatnonzero(seeds == c), keys, _SEED_CAP) for c in range(classes)])
+    labels = np.r_[seeds[rows], line_classes].astype(np.int64)
+    weights = np.r_[np.ones(rows.size), np.full(line_classes.size, _PROFILE_WEIGHT)]
+    return _fit(sp.vstack([batch.x[rows], lines]).tocsr(), labels, weights, classes)
 
 
 # --- the filter ------------------------------------------------------------------------------------------
@@ -372,18 +387,20 @@ def _gc_paused() -> Iterator[None]:
             gc.enable()
 
 
-def _expit(x: np.ndarray) -> np.ndarray:
-    return 0.5 * (1.0 + np.tanh(0.5 * x))
-
-
 class TopicFilter:
     """Fit on one batch of post documents, then read every post's `Decision` (and `explain` any of them).
 
-    Per topic: posts whose topic keywords outnumber the noise profile's are positive seeds, the reverse are
-    negative seeds. Two logistic regressions on TF-IDF features learn from alternate halves of the seeds (plus
-    the topic's and the noise's own texts); each half calibrates the other's scores (Platt), and their average
-    scores every post. The seeds' topic share then lowers (never raises) the odds when the topic is a
-    minority. A post is kept under a topic when its probability reaches the threshold and beats the noise score.
+    The curator's keywords label the posts they clearly point to (seeds: a topic's keywords outnumbering
+    every other topic's and the noise profile's; chatter: noise keywords outnumbering them). One
+    multinomial logistic regression on TF-IDF learns from those seeds and from the curator's own lines
+    (each keyword, each phrase of the description, the examples; the noise profile's for chatter),
+    every class weighing the same however rare it is in the batch. Topics and chatter compete: a post
+    goes to its most probable topic when that topic beats chatter (its probability against chatter at
+    or above the threshold), and to a second topic only when that one is nearly as probable. The
+    threshold is placed from the batch itself, just above nearly all of its chatter seeds
+    (`_chatter_offsets`), so posts with no keyword but the topic's company of words are kept. With
+    nothing to learn from, keywords alone decide. The posts are put in a canonical order first, so
+    any order of the same posts gives the same decisions.
     """
 
     def __init__(
@@ -393,51 +410,92 @@ class TopicFilter:
         self.noise = noise
         self.random_state = random_state
         self._batch: _Batch | None = None
-        self._topics: tuple[_Topic, ...] = ()
+        self._rank = np.zeros(0, dtype=np.int64)  # the caller's post i is row _rank[i] of the batch
+        self._evidence: _Evidence | None = None
+        self._model: _Fit | None = None
+        self._probs = np.zeros((0, 0))
+        self._offset = np.zeros(len(self.specs))
 
     @property
     def names(self) -> tuple[str, ...]:
         return tuple(s.name for s in self.specs)
 
     def fit(self, docs: Sequence[str]) -> TopicFilter:
-        """Learn every topic's scorer from this batch; same batch in, same decisions out."""
+        """Learn from this batch; the same posts, in any order, give the same decisions."""
         with _gc_paused():
-            self._batch = batch = _Batch(normalize_many(list(docs)))
-            noise_hits = batch.evidence(_dedupe(self.noise.keywords))
-            self._topics = tuple(_fit_topic(s, batch, self.noise, noise_hits, self._rng(s.name)) for s in self.specs)
+            normalized = normalize_many(list(docs))
+            order = sorted(range(len(normalized)), key=normalized.__getitem__)
+            self._rank = np.empty(len(order), dtype=np.int64)
+            self._rank[order] = np.arange(len(order))
+            self._batch = batch = _Batch([normalized[i] for i in order])
+            self._evidence = ev = _evidence(batch, self.specs, self.noise)
+            keys = np.fromiter((zlib.crc32(d.encode()) for d in batch.docs), dtype=np.int64, count=len(batch.docs))
+            profiles = _profile_rows(self.specs, self.noise, ev.noise_keywords)
+            self._model = _learn(batch, ev, profiles, keys) if self.specs else None
+            self._probs = self._class_probabilities()
+            self._offset = self._chatter_offsets(ev.seeds(batch.nonempty))
         return self
 
-    def _rng(self, name: str) -> np.random.Generator:
-        """A topic's own random stream: its seeds sample does not depend on the other topics."""
-        return np.random.default_rng([self.random_state, zlib.crc32(name.encode())])
+    def _chatter_offsets(self, seeds: np.ndarray) -> np.ndarray:
+        """Per topic, the log-odds shift that puts the threshold where the batch's own chatter ends.
 
-    def _fitted(self) -> _Batch:
-        if self._batch is None:
+        The model's scores of a post with no keyword are modest even when it is plainly on topic, so a
+        fixed 0.5 misses most of them. The posts the noise profile clearly marks as chatter show how high
+        chatter scores in this batch: the threshold moves down to just above nearly all of them (their
+        best topic's score), within `_THRESHOLD_RANGE`.
+        """
+        k = len(self.specs)
+        chatter = seeds == k
+        if self._model is None:
+            return np.zeros(k)
+        if chatter.sum() < _MIN_CHATTER:  # a tiny week: an uninformative post must not be a coin toss
+            return np.full(k, _UNPLACED_SHIFT)
+        topic, other = self._probs[chatter, :-1], self._probs[chatter, -1:]
+        best = (topic / np.maximum(topic + other, 1e-12)).max(axis=1)
+        q = float(np.clip(np.quantile(best, _CHATTER_QUANTILE), *_THRESHOLD_RANGE))
+        return np.full(k, -np.log(q / (1 - q)))
+
+    def _class_probabilities(self) -> np.ndarray:
+        """Batch rows x (topics + chatter), from the model, or from keyword margins when there is none."""
+        batch, ev = self._fitted()
+        if self._model is not None:
+            return _softmax(self._model.logits(batch.x))
+        margin = ev.topic - ev.noise[:, None]  # keywords alone: a topic keyword more than noise keywords
+        logits = np.column_stack([np.where(margin > 0, 2.0, -2.0) + margin, np.zeros(len(batch.docs))])
+        return _softmax(logits)
+
+    def _fitted(self) -> tuple[_Batch, _Evidence]:
+        if self._batch is None or self._evidence is None:
             raise RuntimeError("TopicFilter.fit(docs) first")
-        return self._batch
+        return self._batch, self._evidence
 
     def probabilities(self) -> tuple[np.ndarray, np.ndarray]:
-        """Posts x topics probabilities, and each post's noise score; posts with no words score 0 and 0.5."""
-        batch = self._fitted()
-        if not self._topics:
-            return np.zeros((len(batch.docs), 0)), np.full(len(batch.docs), 0.5)
-        balanced = np.column_stack([t.balanced for t in self._topics])
-        shift = np.array([t.prior_shift for t in self._topics])
-        probs = np.where(batch.nonempty[:, None], _expit(balanced + shift), 0.0)
-        noise = np.where(batch.nonempty, _expit(-balanced.max(axis=1)), 0.5)
-        return probs, noise
+        """Posts x topics probabilities (each topic against chatter), and each post's chatter probability;
+        in the caller's order. Posts with no words score 0 and 0.5."""
+        batch, _ = self._fitted()
+        probs = self._probs[self._rank]
+        nonempty = batch.nonempty[self._rank]
+        topic, chatter = probs[:, :-1], probs[:, -1]
+        against = np.clip(topic / np.maximum(topic + chatter[:, None], 1e-12), 1e-9, 1 - 1e-9)
+        against = 1 / (1 + np.exp(-(np.log(against / (1 - against)) + self._offset)))
+        return np.where(nonempty[:, None], against, 0.0), np.where(nonempty, chatter, 0.5)
 
     def kept(self) -> np.ndarray:
         """Posts x topics, True where the post is kept under the topic."""
-        probs, noise = self.probabilities()
-        thresholds = np.array([t.threshold for t in self._topics])
-        return (probs >= thresholds) & (probs > noise[:, None])
+        against, _ = self.probabilities()
+        thresholds = np.array([DEFAULT_THRESHOLD if s.threshold is None else float(s.threshold) for s in self.specs])
+        if not self.specs:
+            return np.zeros((len(self._rank), 0), dtype=bool)
+        topic = self._probs[self._rank][:, :-1]
+        best = topic.max(axis=1, keepdims=True)
+        contender = (topic >= best) | (topic >= _SECOND_TOPIC * best)
+        return (against >= thresholds) & contender & (against > 0)
 
     def decisions(self) -> list[Decision]:
         """One `Decision` per post of the fitted batch, in order."""
         probs, noise = self.probabilities()
         names = self.names
-        thresholds = {t.name: t.threshold for t in self._topics}
+        thresholds = self._thresholds()
         kept_sets: dict[int, tuple[str, ...]] = {}  # posts x topics as bit masks, each mask's names built once
         masks = (self.kept().astype(np.int64) @ (1 << np.arange(len(names), dtype=np.int64))).tolist()
         topics = [
@@ -450,6 +508,9 @@ class TopicFilter:
                 for kept, row, ns in zip(topics, probs.round(4).tolist(), noise.round(4).tolist(), strict=True)
             ]
 
+    def _thresholds(self) -> dict[str, float]:
+        return {s.name: DEFAULT_THRESHOLD if s.threshold is None else float(s.threshold) for s in self.specs}
+
     def decision(self, index: int) -> Decision:
         """The `Decision` for one post of the fitted batch."""
         probs, noise = self.probabilities()
@@ -457,28 +518,29 @@ class TopicFilter:
         return Decision(
             tuple(n for n, k in zip(names, keep, strict=True) if k),
             dict(zip(names, probs[index].round(4).tolist(), strict=True)),
-            {t.name: t.threshold for t in self._topics},
+            self._thresholds(),
             round(float(noise[index]), 4),
         )
 
     def explain(self, index: int, top: int = 8) -> Explanation:
-        """One post's decision and, per topic, the `top` terms that weighed most (signed log-odds)."""
-        batch = self._fitted()
-        terms = {t.name: _top_terms(batch, t, index, top) for t in self._topics}
-        return Explanation(batch.docs[index], self.decision(index), terms)
+        """One post's decision and, per topic, the `top` terms that weighed most (signed log-odds vs chatter)."""
+        batch, _ = self._fitted()
+        row = int(self._rank[index])
+        terms = {name: self._top_terms(row, k, top) for k, name in enumerate(self.names)}
+        return Explanation(batch.docs[row], self.decision(index), terms)
 
-
-def _top_terms(batch: _Batch, topic: _Topic, index: int, top: int) -> tuple[tuple[str, float], ...]:
-    """Each word's share of the post's log-odds: TF-IDF value x coefficient x calibration scale."""
-    if topic.model is None:
-        found = [(" ".join(k[0]), 1.0) for k in topic.keywords if batch.matches(k)[index]]
-        found += [(" ".join(k[0]), -1.0) for k in topic.noise_keywords if batch.matches(k)[index]]
-        return tuple(found[:top])
-    row = batch.x[index]
-    cols, values = row.indices, row.data
-    contrib = topic.model.scale * values * topic.model.weights[cols]
-    order = [i for i in np.argsort(-np.abs(contrib), kind="stable")[:top] if contrib[i] != 0]
-    return tuple((batch.terms[cols[i]], round(float(contrib[i]), 4)) for i in order)
+    def _top_terms(self, row: int, k: int, top: int) -> tuple[tuple[str, float], ...]:
+        """Each word's share of the post's log-odds of topic ``k`` against chatter: TF-IDF x weight difference."""
+        batch, ev = self._fitted()
+        if self._model is None:
+            found = [(" ".join(kw[0]), 1.0) for kw in ev.keywords[k] if batch.matches(kw)[row]]
+            found += [(" ".join(kw[0]), -1.0) for kw in ev.noise_keywords if batch.matches(kw)[row]]
+            return tuple(found[:top])
+        x = batch.x[row]
+        cols, values = x.indices, x.data
+        contrib = values * (self._model.weights[k, cols] - self._model.weights[-1, cols])
+        order = [i for i in np.argsort(-np.abs(contrib), kind="stable")[:top] if contrib[i] != 0]
+        return tuple((batch.terms[cols[i]], round(float(contrib[i]), 4)) for i in order)
 
 
 def classify(

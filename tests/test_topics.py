@@ -4,10 +4,14 @@ from __future__ import annotations
 
 import csv
 import json
+import os
+import subprocess
+import sys
 import tomllib
 from dataclasses import dataclass
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 from digest.evaluate import evaluate
@@ -238,3 +242,43 @@ def test_dev_csv_narrow_topic_keeps_almost_nothing(dev: tuple[list[str], list[se
     texts, _ = dev
     kept = TopicFilter([HEALTH_IT]).fit(texts).kept()[:, 0]
     assert kept.sum() <= 0.01 * len(texts)
+
+
+def test_any_order_of_the_same_posts_gives_the_same_decisions(dev: tuple[list[str], list[set[str]]]) -> None:
+    texts = dev[0][:600]
+    first = [d.to_json() for d in classify(texts, _dev_topics())]
+    for seed in (1, 2):
+        order = np.random.default_rng(seed).permutation(len(texts))
+        shuffled = classify([texts[i] for i in order], _dev_topics())
+        assert [shuffled[int(np.flatnonzero(order == i)[0])].to_json() for i in range(len(texts))] == first
+
+
+def test_the_same_batch_gives_the_same_decisions_in_another_process(tmp_path: Path) -> None:
+    """Nothing depends on the process: hash seeds, dict order, thread counts (a fresh interpreter)."""
+    batch = _batch()
+    here = [d.to_json() for d in classify(batch, [HEALTH_IT, CLIMATE])]
+    script = (
+        "import json, sys\n"
+        "sys.path.insert(0, sys.argv[1])\n"
+        "from test_topics import CLIMATE, HEALTH_IT, _batch\n"
+        "from digest.topics import classify\n"
+        "print(json.dumps([d.to_json() for d in classify(_batch(), [HEALTH_IT, CLIMATE])]))\n"
+    )
+    env = {**os.environ, "PYTHONHASHSEED": "12345"}
+    out = subprocess.run(
+        [sys.executable, "-c", script, str(Path(__file__).parent)], capture_output=True, text=True, env=env, check=True
+    )
+    assert json.loads(out.stdout) == json.loads(json.dumps(here))
+
+
+def test_dev_csv_holds_across_week_sizes_and_topic_shares(dev: tuple[list[str], list[set[str]]]) -> None:
+    """The sweep's middle band, where the filter must hold (the README lists every cell and the misses)."""
+    from digest.evaluate import sweep
+
+    texts, labels = dev
+    report = sweep(texts, labels, _dev_topics(), shares=(0.35, 0.5, 0.8), sizes=(60, 250), seeds=2)
+    for cell in report["shares"]:
+        assert cell["f1"]["mean"] >= 0.80 and cell["chatter_dropped"]["mean"] >= 0.85, cell
+    for cell in report["sizes"]:
+        assert cell["f1"]["mean"] >= 0.78 and cell["recall"]["min"] >= 0.5, cell
+        assert cell["chatter_dropped"]["min"] >= 0.6, cell
