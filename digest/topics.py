@@ -230,12 +230,16 @@ class _Batch:
 
 # --- the model: topics and chatter compete ----------------------------------------------------------------
 
-_SEED_CAP = 2_000  # posts per class learned from in one fit; the rest of the batch is scored, not learned from
+_SEED_CAP = 500  # posts per class learned from in one fit; the rest of the batch is scored, not learned from
 _PROFILE_WEIGHT = 0.5  # a curator-written line (a keyword, a phrase of a description) against a seed post
 _C = 1.0  # inverse regularization of the logistic regression (rows are L2-normalized TF-IDF): weight spreads
 # from a keyword to the words that keep it company, which is what finds the posts with no keyword
 _SECOND_TOPIC = 0.8  # kept under a second topic when it is at least this probable relative to the best one
+_SELF_TRAIN = True  # refit once on the first fit's clear calls of the unseeded posts (self-training)
+_GUESS_WEIGHT = 0.5  # such a post's weight against a seed's
+_GUESS_MARGIN = 0.5  # log-odds below the threshold a post needs to be learned from as chatter
 _UNPLACED_SHIFT = -0.5  # with too few chatter seeds, a stricter threshold: a post must show its topic
+_MIN_TOPIC_SEEDS = 8  # a topic's own seed posts needed for the batch to place its threshold
 _MIN_CHATTER = 20  # chatter seeds needed to place the threshold from the batch; fewer: the fixed threshold
 _CHATTER_QUANTILE = 0.995  # the threshold sits where this share of the batch's chatter seeds scores below
 _THRESHOLD_RANGE = (0.38, 0.5)  # ... but never looser than this, nor stricter than the default threshold
@@ -357,8 +361,15 @@ def _softmax(logits: np.ndarray) -> np.ndarray:
     return z / z.sum(axis=1, keepdims=True)
 
 
-def _learn(batch: _Batch, ev: _Evidence, profiles: tuple[list[str], list[int]], keys: np.ndarray) -> _Fit | None:
-    """Fit on the seed posts and the curator's lines; None when they give fewer than two classes to tell apart."""
+def _learn(
+    batch: _Batch,
+    ev: _Evidence,
+    profiles: tuple[list[str], list[int]],
+    keys: np.ndarray,
+    guesses: np.ndarray | None = None,
+) -> _Fit | None:
+    """Fit on the seed posts and the curator's lines (and, when given, a previous fit's labels of the other
+    posts, -1 for none); None when they give fewer than two classes to tell apart."""
     classes = ev.topic.shape[1] + 1
     seeds = ev.seeds(batch.nonempty)
     extra = batch.vectorize(profiles[0])
@@ -367,8 +378,15 @@ def _learn(batch: _Batch, ev: _Evidence, profiles: tuple[list[str], list[int]], 
     if len(np.unique(np.r_[line_classes, seeds[seeds >= 0]])) < 2:
         return None
     rows = np.concatenate([_capped(np.flatnonzero(seeds == c), keys, _SEED_CAP) for c in range(classes)])
-    labels = np.r_[seeds[rows], line_classes].astype(np.int64)
-    weights = np.r_[np.ones(rows.size), np.full(line_classes.size, _PROFILE_WEIGHT)]
+    labels, weights = seeds[rows], np.ones(rows.size)
+    if guesses is not None:
+        guessed = np.concatenate(
+            [_capped(np.flatnonzero((guesses == c) & (seeds < 0)), keys, _SEED_CAP) for c in range(classes)]
+        )
+        rows, labels = np.r_[rows, guessed], np.r_[labels, guesses[guessed]]
+        weights = np.r_[weights, np.full(guessed.size, _GUESS_WEIGHT)]
+    labels = np.r_[labels, line_classes].astype(np.int64)
+    weights = np.r_[weights, np.full(line_classes.size, _PROFILE_WEIGHT)]
     return _fit(sp.vstack([batch.x[rows], lines]).tocsr(), labels, weights, classes)
 
 
@@ -415,6 +433,7 @@ class TopicFilter:
         self._model: _Fit | None = None
         self._probs = np.zeros((0, 0))
         self._offset = np.zeros(len(self.specs))
+        self._seeds = np.zeros(0, dtype=np.int64)  # batch order: the class each post's keywords point to, or -1
 
     @property
     def names(self) -> tuple[str, ...]:
@@ -433,8 +452,25 @@ class TopicFilter:
             profiles = _profile_rows(self.specs, self.noise, ev.noise_keywords)
             self._model = _learn(batch, ev, profiles, keys) if self.specs else None
             self._probs = self._class_probabilities()
-            self._offset = self._chatter_offsets(ev.seeds(batch.nonempty))
+            self._seeds = ev.seeds(batch.nonempty)
+            self._offset = self._chatter_offsets(self._seeds)
+            if self._model is not None and _SELF_TRAIN:  # words that keep the keywords' company count too
+                self._model = _learn(batch, ev, profiles, keys, self._guesses())
+                self._probs = self._class_probabilities()
+                self._offset = self._chatter_offsets(self._seeds)
         return self
+
+    def _guesses(self) -> np.ndarray:
+        """The first fit's clear calls, in batch order: the best topic when kept, chatter when well below."""
+        k = len(self.specs)
+        topic, other = self._probs[:, :-1], self._probs[:, -1:]
+        against = np.clip(topic / np.maximum(topic + other, 1e-12), 1e-9, 1 - 1e-9)
+        shifted = np.log(against / (1 - against)) + self._offset
+        best = shifted.max(axis=1)
+        guesses = np.full(len(best), -1)
+        guesses[best >= 0] = shifted.argmax(axis=1)[best >= 0]
+        guesses[best < -_GUESS_MARGIN] = k
+        return guesses
 
     def _chatter_offsets(self, seeds: np.ndarray) -> np.ndarray:
         """Per topic, the log-odds shift that puts the threshold where the batch's own chatter ends.
@@ -442,18 +478,24 @@ class TopicFilter:
         The model's scores of a post with no keyword are modest even when it is plainly on topic, so a
         fixed 0.5 misses most of them. The posts the noise profile clearly marks as chatter show how high
         chatter scores in this batch: the threshold moves down to just above nearly all of them (their
-        best topic's score), within `_THRESHOLD_RANGE`.
+        best topic's score), within `_THRESHOLD_RANGE`. A topic with too few seed posts of its own has
+        learned too little for that, and in a week with too few chatter seeds nothing shows where chatter
+        ends: there a post must show its topic clearly (`_UNPLACED_SHIFT`), and the topic's keyword seeds
+        are kept whatever the model says (`kept`).
         """
         k = len(self.specs)
         chatter = seeds == k
         if self._model is None:
             return np.zeros(k)
+        offsets = np.full(k, _UNPLACED_SHIFT)
         if chatter.sum() < _MIN_CHATTER:  # a tiny week: an uninformative post must not be a coin toss
-            return np.full(k, _UNPLACED_SHIFT)
+            return offsets
         topic, other = self._probs[chatter, :-1], self._probs[chatter, -1:]
         best = (topic / np.maximum(topic + other, 1e-12)).max(axis=1)
         q = float(np.clip(np.quantile(best, _CHATTER_QUANTILE), *_THRESHOLD_RANGE))
-        return np.full(k, -np.log(q / (1 - q)))
+        learned = np.bincount(seeds[seeds >= 0], minlength=k + 1)[:k] >= _MIN_TOPIC_SEEDS
+        offsets[learned] = -np.log(q / (1 - q))
+        return offsets
 
     def _class_probabilities(self) -> np.ndarray:
         """Batch rows x (topics + chatter), from the model, or from keyword margins when there is none."""
@@ -489,7 +531,11 @@ class TopicFilter:
         topic = self._probs[self._rank][:, :-1]
         best = topic.max(axis=1, keepdims=True)
         contender = (topic >= best) | (topic >= _SECOND_TOPIC * best)
-        return (against >= thresholds) & contender & (against > 0)
+        kept = (against >= thresholds) & contender & (against > 0)
+        # Too little to place the threshold: the keywords keep their posts (unless the curator set one).
+        unplaced = (self._offset == _UNPLACED_SHIFT) & np.array([s.threshold is None for s in self.specs])
+        seeds = self._seeds[self._rank]
+        return kept | ((seeds[:, None] == np.arange(len(self.specs))) & unplaced)
 
     def decisions(self) -> list[Decision]:
         """One `Decision` per post of the fitted batch, in order."""

@@ -272,13 +272,18 @@ def test_the_same_batch_gives_the_same_decisions_in_another_process(tmp_path: Pa
 
 
 def test_dev_csv_holds_across_week_sizes_and_topic_shares(dev: tuple[list[str], list[set[str]]]) -> None:
-    """The sweep's middle band, where the filter must hold (the README lists every cell and the misses)."""
+    """The default sweep (`digest eval --sweep`, 3 seeds): the band where the filter holds the issue's targets.
+
+    Outside it (shares of 5-20% and 95%) the README lists the cells that still miss."""
     from digest.evaluate import sweep
 
     texts, labels = dev
-    report = sweep(texts, labels, _dev_topics(), shares=(0.35, 0.5, 0.8), sizes=(60, 250), seeds=2)
+    report = sweep(texts, labels, _dev_topics(), seeds=3)
     for cell in report["shares"]:
-        assert cell["f1"]["mean"] >= 0.80 and cell["chatter_dropped"]["mean"] >= 0.85, cell
+        if 0.35 <= cell["share"] <= 0.9:
+            assert cell["f1"]["mean"] >= 0.80 and cell["chatter_dropped"]["mean"] >= 0.85, cell
+        assert cell["f1"]["mean"] > cell["keyword_baseline"]["f1"], cell  # better than keywords everywhere
     for cell in report["sizes"]:
-        assert cell["f1"]["mean"] >= 0.78 and cell["recall"]["min"] >= 0.5, cell
-        assert cell["chatter_dropped"]["min"] >= 0.6, cell
+        if 60 <= cell["requested_n"] <= 250:
+            assert cell["f1"]["mean"] >= 0.78 and cell["recall"]["min"] >= 0.5, cell
+            assert cell["chatter_dropped"]["min"] >= 0.6, cell
