@@ -269,7 +269,7 @@ def display_url(url: str) -> str:
     """A database URL fit to print or log: the password, if any, masked as ``***``."""
     try:
         return sa.engine.make_url(url).render_as_string(hide_password=True)
-    except sa.exc.ArgumentError:  # not a URL SQLAlchemy reads; still never show what looks like a password
+    except (sa.exc.ArgumentError, ValueError):  # not a URL SQLAlchemy reads; still hide what looks like a password
         return re.sub(r"(://[^:/@]*:)[^@]*@", r"\1***@", url)
 
 
@@ -299,15 +299,15 @@ class Store:
         shown = display_url(url)
         try:
             engine = sa.create_engine(url)
-        except sa.exc.ArgumentError:
-            raise StoreError(f"{shown}: cannot open the database: not a SQLAlchemy database URL") from None
-        except (ImportError, sa.exc.NoSuchModuleError) as exc:
+        except (ImportError, sa.exc.NoSuchModuleError) as exc:  # an unknown database or a driver not installed
             hint = (
                 "; install digest with its postgres extra: pip install 'digest[postgres]'"
                 if "psycopg" in str(exc)
                 else ""
             )
             raise StoreError(f"{shown}: cannot open the database: {exc}{hint}") from None
+        except (sa.exc.ArgumentError, ValueError):
+            raise StoreError(f"{shown}: cannot open the database: not a SQLAlchemy database URL") from None
         if engine.dialect.name == "sqlite":
             sa.event.listen(engine, "connect", _sqlite_pragmas)
         store = cls(engine)

@@ -84,8 +84,9 @@ def new_store_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Ca
         return url
 
     yield make
-    for url in made if cluster else ():
-        cluster.drop_database(url)
+    if cluster is not None:
+        for url in made:
+            cluster.drop_database(url)
 
 
 @pytest.fixture

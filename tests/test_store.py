@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import socket
 import sqlite3
 from dataclasses import replace
 from datetime import timedelta
@@ -13,7 +14,7 @@ from helpers import NOW, make_post
 
 from digest.errors import StoreError
 from digest.models import Engagement, Media, SourceState
-from digest.store import SCHEMA_VERSION, Store
+from digest.store import SCHEMA_VERSION, Store, display_url
 
 
 def url(tmp_path: Path) -> str:
@@ -91,7 +92,8 @@ def test_posts_another_store_wrote_first_count_only_there(store_url: str) -> Non
         fresh = [replace(p, engagement=Engagement(9, 9, 9)) for p in posts]
         assert second.add_many([("feed:b", fresh, None), ("feed:a", fresh[:1], None)]) == [2, 0]
         assert first.count_posts() == 5 and second.sources_of(posts[0].id) == ["feed:a", "feed:b"]
-        assert first.post(posts[0].id).engagement == Engagement(9, 9, 9)
+        again = first.post(posts[0].id)
+        assert again is not None and again.engagement == Engagement(9, 9, 9)
 
 
 def test_shared_link_is_found_from_two_posts(store_url: str) -> None:
@@ -141,6 +143,25 @@ def test_newer_schema_is_refused_with_advice(store_url: str) -> None:
     execute(store_url, "UPDATE schema_info SET version = 99")
     with pytest.raises(StoreError, match="newer digest"):
         Store.open(store_url)
+
+
+@pytest.mark.parametrize(
+    ("database", "reason"),
+    [
+        ("postgresql+psycopg://digest:hunter2@127.0.0.1:{port}/digest", "OperationalError"),  # nothing listens
+        ("postgresql+psycopg://digest:hunter2@127.0.0.1:port/digest", "not a SQLAlchemy database URL"),
+        ("nosuch://digest:hunter2@127.0.0.1/digest", "Can't load plugin"),
+    ],
+)
+def test_store_errors_never_show_the_password(database: str, reason: str) -> None:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    with pytest.raises(StoreError) as info:
+        Store.open(database.format(port=port))
+    assert "digest:***@127.0.0.1" in str(info.value) and "hunter2" not in str(info.value)
+    assert f"cannot open the database: {reason}" in str(info.value)
+    assert display_url(database) == database.replace("hunter2", "***")
 
 
 # SQLite only: a file that is not a database.
