@@ -29,7 +29,7 @@ from .delivery import SendReport, send_week
 from .errors import ConfigError, DigestError
 from .models import Decision, Post
 from .pipeline import composer_for, explain_post, noise_profile, run_filter
-from .store import FilterRun, Store
+from .store import FilterRun, Store, display_url
 
 __all__ = ["main"]
 
@@ -96,7 +96,7 @@ def check(state: _State) -> None:
     out.print(f"  topics:      {len(settings.topics)} ({topics})")
     out.print(f"  subscribers: {len(settings.subscribers)} listed in the file{_store_counts(settings)}")
     out.print(f"  mail:        {settings.mail.mode}")
-    out.print(f"  store:       {settings.database_url}")
+    out.print(f"  store:       {display_url(settings.database_url)}", markup=False)
     out.print(
         f"  schedule:    every {settings.digest.send_on} {settings.digest.timezone}, covering {settings.digest.window_days} days"
     )
@@ -109,7 +109,12 @@ def check(state: _State) -> None:
 
 
 def _secret_names(settings: config_mod.Settings) -> list[str]:
-    values = [settings.bluesky.app_password or "", settings.mail.smtp or "", settings.subscription.secret or ""]
+    values = [
+        settings.digest.database,
+        settings.bluesky.app_password or "",
+        settings.mail.smtp or "",
+        settings.subscription.secret or "",
+    ]
     return sorted({m.group(1) for v in values for m in config_mod._ENV_REF.finditer(v)})
 
 

@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from datetime import time, timedelta
 from pathlib import Path
 from typing import Annotated, Any, Literal
-from urllib.parse import urlsplit
+from urllib.parse import quote, urlsplit
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
@@ -61,6 +61,17 @@ def expand_env(value: str) -> str:
     return _ENV_REF.sub(sub, value)
 
 
+def expand_database(value: str) -> str:
+    """`expand_env` for ``[digest] database``: a variable in the URL's ``user:password@`` part is
+    percent-encoded, so a password with ``@``, ``/`` or ``:`` in it stays one password."""
+    scheme, sep, rest = value.partition("://")
+    at = rest.rfind("@", 0, rest.find("/") if "/" in rest else len(rest))
+    if not sep or at < 0:
+        return expand_env(value)
+    userinfo = _ENV_REF.sub(lambda m: quote(expand_env(m.group(0)), safe=""), rest[:at])
+    return f"{scheme}://{userinfo}{expand_env(rest[at:])}"
+
+
 def _secret(value: str | None) -> str | None:
     """A secret must come from the environment (``${VAR}``), never in clear in the file."""
     if value is None:
@@ -87,7 +98,10 @@ class DigestSettings(_Model):
     timezone: str = Field("UTC", description="IANA time zone for the schedule and the times shown.")
     send_on: str = Field("friday 07:00", description="Weekly schedule: a weekday and a 24-hour time.")
     window_days: int = Field(7, ge=1, le=60, description="How many days back an edition covers.")
-    database: str = Field("digest.db", description="SQLite file (relative to feeds.toml) or a SQLAlchemy database URL.")
+    database: str = Field(
+        "digest.db",
+        description="SQLite file (relative to feeds.toml) or a SQLAlchemy database URL; ${VARIABLE}s are read from the environment.",
+    )
     templates: str | None = Field(
         None, description="A folder of your own templates (relative to feeds.toml) overriding single built-in ones."
     )
@@ -465,8 +479,12 @@ class Settings:
 
     @property
     def database_url(self) -> str:
-        """A SQLAlchemy URL: a plain path is a SQLite file next to feeds.toml."""
-        db = self.digest.database
+        """A SQLAlchemy URL, with its ``${VARIABLE}``s read from the environment: a plain path is a
+        SQLite file next to feeds.toml. It may hold a password: print it through `store.display_url`."""
+        try:
+            db = expand_database(self.digest.database)
+        except ValueError as exc:
+            raise ConfigError(f"{self.path}: digest.database: {exc}") from None
         if "://" in db:
             return db
         return f"sqlite:///{(self.path.parent / db).resolve()}"
@@ -588,7 +606,7 @@ def _cross_check(sections: dict[str, Any], arrays: dict[str, list[Any]], sources
             expand_env(sections["bluesky"].app_password)
     except ValueError as exc:
         report(("bluesky", "app_password"), str(exc))
-    for section, key in (("mail", "smtp"), ("subscription", "secret")):
+    for section, key in (("digest", "database"), ("mail", "smtp"), ("subscription", "secret")):
         try:
             expand_env(getattr(sections[section], key) or "")
         except ValueError as exc:

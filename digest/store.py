@@ -2,25 +2,36 @@
 
 A fresh database is created at the newest schema; an existing one is migrated step by step
 in a transaction, so a file written by an older digest never loses data.
+
+Safe to run twice: two processes may open, migrate and collect into one database at once
+(cron beside `digest serve`). The schema is created and migrated under a lock (an advisory lock
+on PostgreSQL, a write transaction taken before the version is read on SQLite), and posts, their
+links and sources, and source states are written with INSERT ... ON CONFLICT, so a row another
+process stored first is never an error and counts as new only for the process that stored it.
+Which SQL each database gets is decided here, never by callers.
 """
 
 from __future__ import annotations
 
 import hashlib
 import json
+import re
+import time
 from collections.abc import Callable, Collection, Iterable, Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import asdict, dataclass, fields
 from datetime import UTC, datetime, timedelta
-from typing import Any
+from typing import Any, TypeVar
 
 import sqlalchemy as sa
+from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import Connection, Engine
 
 from . import clock, leases
 from .errors import LostClaim, StoreError
 from .models import Author, Decision, Delivery, Engagement, Media, Post, Recipient, SourceState
 
-__all__ = ["SCHEMA_VERSION", "DeliveryLog", "FilterRun", "Store", "suppression_hash"]
+__all__ = ["SCHEMA_VERSION", "DeliveryLog", "FilterRun", "Store", "display_url", "suppression_hash"]
 
 
 class UTCDateTime(sa.types.TypeDecorator[datetime]):
@@ -261,13 +272,48 @@ _ENGAGEMENT_UPDATE = (
 )
 
 
+# INSERT ... ON CONFLICT for the databases that have it; any other one inserts row by row in savepoints.
+_ON_CONFLICT: dict[str, Callable[[sa.Table], Any]] = {"sqlite": sqlite.insert, "postgresql": postgresql.insert}
+# The transaction-level advisory lock held while PostgreSQL's schema is created or migrated.
+_SCHEMA_LOCK = int.from_bytes(hashlib.sha256(b"digest schema").digest()[:8], "big", signed=True)
+# A write that lost a deadlock (PostgreSQL) or outwaited the busy timeout (SQLite) is tried again.
+_WRITE_ATTEMPTS = 4
+_T = TypeVar("_T")
+_TRANSIENT_SQLSTATES = ("40001", "40P01")  # serialization_failure, deadlock_detected
+
+
+def display_url(url: str) -> str:
+    """A database URL fit to print or log: the password, if any, masked as ``***``."""
+    try:
+        return sa.engine.make_url(url).render_as_string(hide_password=True)
+    except (sa.exc.ArgumentError, ValueError):  # not a URL SQLAlchemy reads; still hide what looks like a password
+        return re.sub(r"(://[^:/@]*:)[^@]*@", r"\1***@", url)
+
+
 def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
     cursor = dbapi_connection.cursor()
+    cursor.execute("PRAGMA busy_timeout=10000")  # first: switching a new file to WAL waits for another opener
     cursor.execute("PRAGMA journal_mode=WAL")
     cursor.execute("PRAGMA synchronous=NORMAL")
     cursor.execute("PRAGMA foreign_keys=ON")
-    cursor.execute("PRAGMA busy_timeout=10000")
     cursor.close()
+
+
+def _transient(exc: sa.exc.DBAPIError) -> bool:
+    """A failure that a new attempt of the same transaction can get past."""
+    return getattr(exc.orig, "sqlstate", None) in _TRANSIENT_SQLSTATES or "database is locked" in str(exc.orig)
+
+
+def _retried(work: Callable[[], _T]) -> _T:
+    """Run a write transaction, again after a short wait when another process had the database locked."""
+    for attempt in range(1, _WRITE_ATTEMPTS):
+        try:
+            return work()
+        except sa.exc.OperationalError as exc:
+            if not _transient(exc):
+                raise
+            time.sleep(0.05 * attempt)
+    return work()
 
 
 class Store:
@@ -279,15 +325,28 @@ class Store:
     @classmethod
     def open(cls, url: str) -> Store:
         """Open (creating and migrating as needed) the database at a SQLAlchemy URL."""
-        engine = sa.create_engine(url)
+        shown = display_url(url)
+        try:
+            engine = sa.create_engine(url)
+        except (ImportError, sa.exc.NoSuchModuleError) as exc:  # an unknown database or a driver not installed
+            hint = (
+                "; install digest with its postgres extra: pip install 'digest[postgres]'"
+                if "psycopg" in str(exc)
+                else ""
+            )
+            raise StoreError(f"{shown}: cannot open the database: {exc}{hint}") from None
+        except (sa.exc.ArgumentError, ValueError):
+            raise StoreError(f"{shown}: cannot open the database: not a SQLAlchemy database URL") from None
         if engine.dialect.name == "sqlite":
             sa.event.listen(engine, "connect", _sqlite_pragmas)
         store = cls(engine)
         try:
-            store._migrate()
+            _retried(store._migrate)
         except sa.exc.SQLAlchemyError as exc:
             engine.dispose()
-            raise StoreError(f"{url}: cannot open the database: {exc.__class__.__name__}: {exc.orig or exc}") from None
+            raise StoreError(
+                f"{shown}: cannot open the database: {exc.__class__.__name__}: {getattr(exc, 'orig', None) or exc}"
+            ) from None
         except StoreError:
             engine.dispose()
             raise
@@ -295,6 +354,11 @@ class Store:
 
     def close(self) -> None:
         self.engine.dispose()
+
+    @property
+    def _where(self) -> str:
+        """The database's URL for messages, its password masked."""
+        return self.engine.url.render_as_string(hide_password=True)
 
     def __enter__(self) -> Store:
         return self
@@ -304,8 +368,22 @@ class Store:
 
     # -- schema ---------------------------------------------------------------------------
 
-    def _migrate(self) -> None:
+    @contextmanager
+    def _writing(self) -> Iterator[Connection]:
+        """A write transaction that holds the write lock from its first statement: on SQLite
+        BEGIN IMMEDIATE (waiting up to the busy timeout for another writer), so what it reads
+        cannot change before it writes."""
         with self.engine.begin() as conn:
+            if conn.dialect.name == "sqlite":
+                conn.exec_driver_sql("BEGIN IMMEDIATE")
+            yield conn
+
+    def _migrate(self) -> None:
+        """Create or migrate the schema, one process at a time: the version is read under the lock,
+        so a second process opening a new or old database waits and then finds it done."""
+        with self._writing() as conn:
+            if conn.dialect.name == "postgresql":
+                conn.execute(sa.select(sa.func.pg_advisory_xact_lock(_SCHEMA_LOCK)))
             if not sa.inspect(conn).has_table("schema_info"):
                 metadata.create_all(conn)
                 conn.execute(schema_info.insert().values(version=SCHEMA_VERSION))
@@ -313,7 +391,7 @@ class Store:
             version = conn.execute(sa.select(schema_info.c.version)).scalar_one()
             if version > SCHEMA_VERSION:
                 raise StoreError(
-                    f"{self.engine.url}: schema version {version} was written by a newer digest "
+                    f"{self._where}: schema version {version} was written by a newer digest "
                     f"(this one knows {SCHEMA_VERSION}); upgrade digest"
                 )
             for step in range(version + 1, SCHEMA_VERSION + 1):
@@ -338,7 +416,7 @@ class Store:
 
     def save_source_state(self, state: SourceState) -> None:
         """Insert or replace one source's state."""
-        with self.engine.begin() as conn:
+        with self._writing() as conn:
             self._save_states(conn, [state])
 
     # -- posts ----------------------------------------------------------------------------
@@ -351,47 +429,61 @@ class Store:
         """Store several sources' posts and states in one transaction; return each source's count of new posts.
 
         A post already stored (by id) gains the source and fresh engagement counts; a post new in this
-        batch counts as new for the first source that brought it.
+        batch counts as new for the first source that brought it. Another process storing the same
+        posts at the same moment is no error: each post counts as new only for the one that stored it.
         """
         try:
-            return self._add_many(batches)
+            return _retried(lambda: self._add_many(batches))
         except sa.exc.SQLAlchemyError as exc:
-            raise StoreError(
-                f"{self.engine.url}: cannot store posts: {exc.__class__.__name__}: {exc.orig or exc}"
-            ) from None
+            why = getattr(exc, "orig", None) or exc
+            raise StoreError(f"{self._where}: cannot store posts: {exc.__class__.__name__}: {why}") from None
 
     def _add_many(self, batches: Sequence[tuple[str, Sequence[Post], SourceState | None]]) -> list[int]:
         now = clock.now()
-        with self.engine.begin() as conn:
+        with self._writing() as conn:
             ids = {p.id for _, items, _ in batches for p in items}
             known = _existing(conn, posts.c.id, ids)
             sourced = {(r.post_id, r.source) for r in _select_in(conn, post_sources, post_sources.c.post_id, known)}
-            counts, fresh, links, pairs, updates = [], {}, set(), set(), []
-            for key, items, _ in batches:
-                count = 0
+            fresh: dict[str, tuple[int, Post]] = {}  # id -> (the batch that brought it first, the post)
+            seen: list[Post] = []
+            pairs: set[tuple[str, str]] = set()
+            for i, (key, items, _) in enumerate(batches):
                 for post in {p.id: p for p in items}.values():
+                    seen.append(post)
                     if (post.id, key) not in sourced:
                         pairs.add((post.id, key))
-                    if post.id in known:
-                        updates.append({"_id": post.id, **{f"_{k}": v for k, v in asdict(post.engagement).items()}})
-                    elif post.id not in fresh:
-                        fresh[post.id] = _post_row(post, now)
-                        links.update((post.id, link) for link in post.links)
-                        count += 1
-                counts.append(count)
-            if fresh:
-                conn.execute(posts.insert(), list(fresh.values()))
-            if links:
-                conn.execute(post_links.insert(), [{"post_id": p, "url": u} for p, u in sorted(links)])
-            if pairs:
-                conn.execute(post_sources.insert(), [{"post_id": p, "source": k} for p, k in sorted(pairs)])
+                    if post.id not in known:
+                        fresh.setdefault(post.id, (i, post))
+            # Rows go in key order, the same in every process, so two writers never deadlock.
+            rows = [_post_row(post, now) for _, (_, post) in sorted(fresh.items())]
+            inserted = _insert_new(conn, posts, rows, posts.c.id)
+            counts = [0] * len(batches)
+            for post_id in inserted:
+                counts[fresh[post_id][0]] += 1
+            links = sorted({(pid, link) for pid in inserted for link in fresh[pid][1].links})
+            _insert_new(conn, post_links, [{"post_id": p, "url": u} for p, u in links])
+            _insert_new(conn, post_sources, [{"post_id": p, "source": k} for p, k in sorted(pairs)])
+            # Fresh counts for posts stored before (by an earlier run, or by another process just now).
+            updates = [
+                {"_id": post.id, **{f"_{k}": v for k, v in asdict(post.engagement).items()}}
+                for post in sorted(seen, key=lambda post: post.id)
+                if post.id not in inserted
+            ]
             if updates:
                 conn.execute(_ENGAGEMENT_UPDATE, updates)
             self._save_states(conn, [state for _, _, state in batches if state is not None])
         return counts
 
     def _save_states(self, conn: Connection, states: Sequence[SourceState]) -> None:
+        """Insert or replace each source's state (the last one given for a key wins)."""
         if not states:
+            return
+        upsert = _ON_CONFLICT.get(conn.dialect.name)
+        if upsert is not None:
+            rows = sorted({s.key: asdict(s) for s in states}.values(), key=lambda row: row["key"])
+            statement = upsert(sources)
+            replace = {c.name: statement.excluded[c.name] for c in sources.c if not c.primary_key}
+            conn.execute(statement.on_conflict_do_update(index_elements=[sources.c.key], set_=replace), rows)
             return
         existing = _existing(conn, sources.c.key, {s.key for s in states})
         rows = [asdict(s) for s in states]
@@ -691,7 +783,7 @@ class Store:
                 for email, path, mid in items
                 if email not in have
             ]
-            return _insert_new(conn, deliveries, rows)
+            return len(_insert_new(conn, deliveries, rows, deliveries.c.email))
 
     def claim_deliveries(
         self,
@@ -954,24 +1046,6 @@ def _delivery(row: Any) -> Delivery:
     )
 
 
-def _insert_new(conn: Connection, table: sa.Table, rows: Sequence[dict[str, Any]]) -> int:
-    """Insert rows, skipping any whose key another process stored first; the number this call inserted."""
-    if not rows:
-        return 0
-    if conn.dialect.name == "postgresql":
-        from sqlalchemy.dialects.postgresql import insert as pg_insert
-
-        statement: Any = pg_insert(table).on_conflict_do_nothing()
-    elif conn.dialect.name == "sqlite":
-        from sqlalchemy.dialects.sqlite import insert as sqlite_insert
-
-        statement = sqlite_insert(table).on_conflict_do_nothing()
-    else:
-        statement = table.insert()
-    result = conn.execute(statement, list(rows))
-    return int(result.rowcount) if result.rowcount is not None and result.rowcount >= 0 else len(rows)
-
-
 @dataclass(frozen=True, slots=True)
 class FilterRun:
     """One run of the topic filter: when, over which window, and each post's decision in batch order."""
@@ -998,6 +1072,32 @@ def _select_in(conn: Connection, table: sa.Table, column: sa.Column[Any], values
     for chunk in _chunks(sorted(values), 500):
         rows.extend(conn.execute(sa.select(table).where(column.in_(chunk))))
     return rows
+
+
+def _insert_new(
+    conn: Connection, table: sa.Table, rows: Sequence[dict[str, Any]], returning: sa.Column[Any] | None = None
+) -> set[Any]:
+    """Insert ``rows``, skipping each one whose key is already stored (perhaps by another process a
+    moment ago); return the ``returning`` values of the rows this call inserted."""
+    if not rows:
+        return set()
+    dialect = conn.dialect
+    if dialect.name in _ON_CONFLICT and (returning is None or dialect.insert_executemany_returning):
+        statement = _ON_CONFLICT[dialect.name](table).on_conflict_do_nothing()
+        if returning is None:
+            conn.execute(statement, list(rows))
+            return set()
+        return set(conn.execute(statement.returning(returning), list(rows)).scalars())
+    inserted: set[Any] = set()
+    for row in rows:  # any other database: one row at a time, a duplicate rolled back to its savepoint
+        try:
+            with conn.begin_nested():
+                conn.execute(table.insert(), row)
+        except sa.exc.IntegrityError:
+            continue
+        if returning is not None:
+            inserted.add(row[returning.name])
+    return inserted
 
 
 def _existing(conn: Connection, column: sa.Column[Any], values: set[str]) -> set[str]:

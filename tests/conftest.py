@@ -1,10 +1,12 @@
-"""Shared fixtures: a real HTTP server on loopback, and the files in ``fixtures/``."""
+"""Shared fixtures: a real HTTP server on loopback, databases (SQLite and PostgreSQL), and the files in ``fixtures/``."""
 
 from __future__ import annotations
 
+import os
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
+import pg
 import pytest
 from helpers import NOW
 from httpserver import TestServer
@@ -48,3 +50,46 @@ def fixture_bytes() -> Callable[[str], bytes]:
         return (FIXTURES_DIR / name).read_bytes()
 
     return read
+
+
+@pytest.fixture(scope="session")
+def pg_cluster() -> Iterator[pg.Cluster]:
+    """A throwaway PostgreSQL server for the session (tests/pg.py), started on first use.
+
+    Skipped with the reason when PostgreSQL or psycopg is missing here; under CI (``CI=true``),
+    where it must run, that is a failure instead.
+    """
+    reason = pg.unavailable()
+    if reason:
+        if os.environ.get("CI") == "true":
+            pytest.fail(f"PostgreSQL is required under CI: {reason}", pytrace=False)
+        pytest.skip(f"PostgreSQL tests need a local PostgreSQL: {reason}")
+    cluster = pg.Cluster.start()
+    try:
+        yield cluster
+    finally:
+        cluster.stop()
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def new_store_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Callable[[], str]]:
+    """Makes fresh, empty databases of one kind (a SQLite file in tmp_path, or a new database on
+    the session's PostgreSQL); each call gives another URL. Parametrized over both kinds."""
+    made: list[str] = []
+    cluster: pg.Cluster | None = request.getfixturevalue("pg_cluster") if request.param == "postgresql" else None
+
+    def make() -> str:
+        url = cluster.new_database() if cluster else f"sqlite:///{tmp_path / f'digest-{len(made) + 1}.db'}"
+        made.append(url)
+        return url
+
+    yield make
+    if cluster is not None:
+        for url in made:
+            cluster.drop_database(url)
+
+
+@pytest.fixture
+def store_url(new_store_url: Callable[[], str]) -> str:
+    """A fresh database URL, once for SQLite (a file in tmp_path) and once for PostgreSQL."""
+    return new_store_url()

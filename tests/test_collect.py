@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gc
 import json
 from datetime import timedelta
 from pathlib import Path
@@ -11,6 +12,7 @@ from helpers import NOW, run_cli, settings_from
 from httpserver import Response, TestServer
 
 from digest.collect import collect
+from digest.errors import StoreError
 from digest.store import Store
 
 FEEDS = Path(__file__).parent / "fixtures" / "feeds"
@@ -196,3 +198,18 @@ def test_cli_table_summary(tmp_path: Path, http_server: TestServer, capsys: pyte
     assert run_cli("--config", str(path), "collect") == 0
     out = capsys.readouterr().out
     assert "feed" in out and "4 new posts from 1 sources." in out
+
+
+def test_a_store_that_fails_stops_the_run_with_one_error(
+    tmp_path: Path, http_server: TestServer, caplog: pytest.LogCaptureFixture
+) -> None:
+    class BrokenStore(Store):
+        def add_many(self, batches: object) -> list[int]:
+            raise StoreError("the disk is full")
+
+    urls = [serve_feed(http_server, f"/f{i}", "rss20.xml") for i in range(6)]
+    settings = settings_from(tmp_path, feeds_config(*urls))
+    with Store.open(settings.database_url) as store, pytest.raises(StoreError, match="the disk is full"):
+        collect(settings, BrokenStore(store.engine))
+    gc.collect()  # a task whose exception nobody retrieved says so when it is collected
+    assert not [r for r in caplog.records if r.name == "asyncio"], [r.getMessage() for r in caplog.records]

@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import socket
 from pathlib import Path
 
 import pytest
+import sqlalchemy as sa
 from click.testing import CliRunner
 from helpers import run_cli
 
@@ -95,6 +97,42 @@ def test_secret_from_environment_is_expanded_and_missing_one_is_an_error(monkeyp
     assert problems(text) == ["feeds.toml:2: mail.smtp: environment variable SMTP_PASSWORD is not set"]
     monkeypatch.setenv("SMTP_PASSWORD", "s3cret")
     assert config.expand_env(config.parse(text).mail.smtp or "") == "smtp://u:s3cret@mail.example.org:587"
+
+
+def test_database_reads_variables_from_the_environment(monkeypatch: pytest.MonkeyPatch) -> None:
+    text = '[digest]\ndatabase = "postgresql+psycopg://digest:${DIGEST_DB_PASSWORD}@db.example.org/${DIGEST_DB}"\n'
+    monkeypatch.delenv("DIGEST_DB_PASSWORD", raising=False)
+    monkeypatch.setenv("DIGEST_DB", "digest")
+    assert problems(text) == ["feeds.toml:2: digest.database: environment variable DIGEST_DB_PASSWORD is not set"]
+    monkeypatch.setenv(
+        "DIGEST_DB_PASSWORD", "p@ss/w:rd"
+    )  # percent-encoded inside user:password@, so it stays one password
+    url = config.parse(text).database_url
+    assert url == "postgresql+psycopg://digest:p%40ss%2Fw%3Ard@db.example.org/digest"
+    assert sa.engine.make_url(url).password == "p@ss/w:rd"
+    monkeypatch.setenv("STATE_DIR", "/var/lib/digest")
+    assert (
+        config.parse('[digest]\ndatabase = "${STATE_DIR}/digest.db"\n').database_url
+        == "sqlite:////var/lib/digest/digest.db"
+    )
+
+
+@pytest.mark.parametrize("password", ["${DIGEST_DB_PASSWORD}", "in-the-file"])
+def test_check_never_prints_the_database_password(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str], password: str
+) -> None:
+    monkeypatch.setenv("DIGEST_DB_PASSWORD", "from-the-env")
+    with socket.socket() as sock:  # a port nothing listens on: the store cannot be read, and check says so
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    path = tmp_path / "feeds.toml"
+    path.write_text(f'[digest]\ndatabase = "postgresql+psycopg://digest:{password}@127.0.0.1:{port}/digest"\n')
+    assert run_cli("--config", str(path), "check") == 0
+    out, err = capsys.readouterr()
+    assert "from-the-env" not in out + err and "in-the-file" not in out + err
+    assert f"store:       postgresql+psycopg://digest:***@127.0.0.1:{port}/digest" in out
+    assert "the store cannot be read: postgresql+psycopg://digest:***@" in out
+    assert ("DIGEST_DB_PASSWORD" in out) == password.startswith("$")
 
 
 def test_missing_file_says_how_to_create_one(tmp_path: Path) -> None:

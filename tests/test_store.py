@@ -1,24 +1,46 @@
-"""The SQLite store: created on first use, migrated without loss, posts stored once."""
+"""The store, on SQLite and PostgreSQL (`store_url`): created on first use, migrated without loss, posts stored once."""
 
 from __future__ import annotations
 
+import socket
 import sqlite3
 from dataclasses import replace
 from datetime import timedelta
 from pathlib import Path
 
 import pytest
+import sqlalchemy as sa
 from helpers import NOW, make_post
 
 from digest.errors import StoreError
 from digest.models import Engagement, Media, SourceState
-from digest.store import SCHEMA_VERSION, Store
+from digest.store import SCHEMA_VERSION, Store, display_url
 
 
 def url(tmp_path: Path) -> str:
     return f"sqlite:///{tmp_path / 'digest.db'}"
 
 
+def execute(store_url: str, *statements: str) -> None:
+    """Run raw SQL on a database behind the store's back (to make it look older or newer)."""
+    engine = sa.create_engine(store_url)
+    try:
+        with engine.begin() as conn:
+            for statement in statements:
+                conn.exec_driver_sql(statement)
+    finally:
+        engine.dispose()
+
+
+def columns(store_url: str, table: str) -> set[str]:
+    engine = sa.create_engine(store_url)
+    try:
+        return {c["name"] for c in sa.inspect(engine).get_columns(table)}
+    finally:
+        engine.dispose()
+
+
+# SQLite only: the file's journal mode.
 def test_created_on_first_use_in_wal_mode(tmp_path: Path) -> None:
     with Store.open(url(tmp_path)) as store:
         assert store.version == SCHEMA_VERSION
@@ -29,7 +51,7 @@ def test_created_on_first_use_in_wal_mode(tmp_path: Path) -> None:
     assert {"posts", "sources", "post_sources", "post_links", "schema_info"} <= tables
 
 
-def test_post_round_trips_every_field(tmp_path: Path) -> None:
+def test_post_round_trips_every_field(store_url: str) -> None:
     post = make_post(
         tags=("FHIR", "HealthIT"),
         mentions=("@bob@example.org",),
@@ -43,7 +65,7 @@ def test_post_round_trips_every_field(tmp_path: Path) -> None:
         engagement=Engagement(1, 2, 3, None),
         published=NOW - timedelta(hours=5),
     )
-    with Store.open(url(tmp_path)) as store:
+    with Store.open(store_url) as store:
         assert store.add_posts("feed:x", [post]) == 1
         assert store.post(post.id) == post
         assert store.post(post.url) == post
@@ -51,10 +73,10 @@ def test_post_round_trips_every_field(tmp_path: Path) -> None:
         assert store.posts(since=NOW) == []
 
 
-def test_same_post_twice_is_stored_once_with_fresh_counts_and_both_sources(tmp_path: Path) -> None:
+def test_same_post_twice_is_stored_once_with_fresh_counts_and_both_sources(store_url: str) -> None:
     first = make_post(engagement=Engagement(0, 1, 2))
     again = replace(first, source="hashtag:#FHIR@b.example", engagement=Engagement(5, 6, 7))
-    with Store.open(url(tmp_path)) as store:
+    with Store.open(store_url) as store:
         assert store.add_posts("hashtag:#FHIR@a.example", [first, first]) == 1
         assert store.add_posts("hashtag:#FHIR@b.example", [again]) == 0
         assert store.add_posts("hashtag:#FHIR@b.example", [again]) == 0
@@ -63,77 +85,119 @@ def test_same_post_twice_is_stored_once_with_fresh_counts_and_both_sources(tmp_p
         assert store.sources_of(first.id) == ["hashtag:#FHIR@a.example", "hashtag:#FHIR@b.example"]
 
 
-def test_shared_link_is_found_from_two_posts(tmp_path: Path) -> None:
+def test_posts_another_store_wrote_first_count_only_there(store_url: str) -> None:
+    posts = [make_post(f"https://news.example/p/{n}", engagement=Engagement(n, 0, 0)) for n in range(5)]
+    with Store.open(store_url) as first, Store.open(store_url) as second:
+        assert first.add_posts("feed:a", posts[:3]) == 3
+        fresh = [replace(p, engagement=Engagement(9, 9, 9)) for p in posts]
+        assert second.add_many([("feed:b", fresh, None), ("feed:a", fresh[:1], None)]) == [2, 0]
+        assert first.count_posts() == 5 and second.sources_of(posts[0].id) == ["feed:a", "feed:b"]
+        again = first.post(posts[0].id)
+        assert again is not None and again.engagement == Engagement(9, 9, 9)
+
+
+def test_shared_link_is_found_from_two_posts(store_url: str) -> None:
     link = "https://hl7.org/fhir/r6"
     a = make_post("https://a.example/1", links=(link,))
     b = make_post("https://b.example/2", links=(link,))
-    with Store.open(url(tmp_path)) as store:
+    with Store.open(store_url) as store:
         store.add_posts("feed:a", [a])
         store.add_posts("feed:b", [b])
         assert store.posts_linking(link) == sorted([a.id, b.id])
 
 
-def test_source_state_saved_with_posts_and_reloaded(tmp_path: Path) -> None:
+def test_source_state_saved_with_posts_and_reloaded(store_url: str) -> None:
     state = SourceState("feed:x", "feed", "https://x.example/feed", status="ok", etag='"v1"', last_success=NOW)
-    with Store.open(url(tmp_path)) as store:
+    with Store.open(store_url) as store:
         store.add_posts("feed:x", [make_post()], state)
         state.failures = 3
         store.save_source_state(state)
-    with Store.open(url(tmp_path)) as store:
+    with Store.open(store_url) as store:
         saved = store.source_states()["feed:x"]
     assert saved.etag == '"v1"' and saved.failures == 3 and saved.last_success == NOW
 
 
-def test_existing_file_keeps_its_data_when_reopened(tmp_path: Path) -> None:
-    with Store.open(url(tmp_path)) as store:
+def test_existing_database_keeps_its_data_when_reopened(store_url: str) -> None:
+    with Store.open(store_url) as store:
         store.add_posts("feed:x", [make_post()])
-    with Store.open(url(tmp_path)) as store:
+    with Store.open(store_url) as store:
         assert store.count_posts() == 1
 
 
-def test_older_schema_is_migrated_in_place(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_older_schema_is_migrated_in_place(store_url: str, monkeypatch: pytest.MonkeyPatch) -> None:
     import digest.store as store_mod
 
-    with Store.open(url(tmp_path)) as store:
+    with Store.open(store_url) as store:
         store.add_posts("feed:x", [make_post()])
     # A later version adds a column: the step runs once on the existing file and keeps its rows.
     monkeypatch.setattr(store_mod, "MIGRATIONS", {SCHEMA_VERSION + 1: ["ALTER TABLE posts ADD COLUMN extra TEXT"]})
     monkeypatch.setattr(store_mod, "SCHEMA_VERSION", SCHEMA_VERSION + 1)
-    with Store.open(url(tmp_path)) as store:
+    with Store.open(store_url) as store:
         assert store.version == SCHEMA_VERSION + 1
         assert store.count_posts() == 1
-    with sqlite3.connect(tmp_path / "digest.db") as raw:
-        assert "extra" in {r[1] for r in raw.execute("PRAGMA table_info(posts)")}
+    assert "extra" in columns(store_url, "posts")
 
 
-def test_newer_schema_is_refused_with_advice(tmp_path: Path) -> None:
-    Store.open(url(tmp_path)).close()
-    with sqlite3.connect(tmp_path / "digest.db") as raw:
-        raw.execute("UPDATE schema_info SET version = 99")
+def test_newer_schema_is_refused_with_advice(store_url: str) -> None:
+    Store.open(store_url).close()
+    execute(store_url, "UPDATE schema_info SET version = 99")
     with pytest.raises(StoreError, match="newer digest"):
-        Store.open(url(tmp_path))
+        Store.open(store_url)
 
 
+@pytest.mark.parametrize(
+    ("database", "reason"),
+    [
+        ("postgresql+psycopg://digest:hunter2@127.0.0.1:{port}/digest", "OperationalError"),  # nothing listens
+        ("postgresql+psycopg://digest:hunter2@127.0.0.1:port/digest", "not a SQLAlchemy database URL"),
+        ("nosuch://digest:hunter2@127.0.0.1/digest", "Can't load plugin"),
+    ],
+)
+def test_store_errors_never_show_the_password(database: str, reason: str) -> None:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    with pytest.raises(StoreError) as info:
+        Store.open(database.format(port=port))
+    assert "digest:***@127.0.0.1" in str(info.value) and "hunter2" not in str(info.value)
+    assert f"cannot open the database: {reason}" in str(info.value)
+    assert display_url(database) == database.replace("hunter2", "***")
+
+
+# SQLite only: a file that is not a database.
 def test_unopenable_database_is_a_store_error(tmp_path: Path) -> None:
     (tmp_path / "digest.db").write_bytes(b"this is not sqlite" * 100)
     with pytest.raises(StoreError, match="cannot open the database"):
         Store.open(url(tmp_path))
 
 
-def test_version_1_file_gains_the_filter_tables_and_keeps_its_posts(tmp_path: Path) -> None:
-    with Store.open(url(tmp_path)) as store:
+def test_version_1_database_gains_the_later_tables_and_keeps_its_posts(store_url: str) -> None:
+    with Store.open(store_url) as store:
         store.add_posts("feed:x", [make_post()])
-    with sqlite3.connect(tmp_path / "digest.db") as raw:  # make it look like a file from schema version 1
-        raw.execute("DROP TABLE decisions")
-        raw.execute("DROP TABLE filter_runs")
-        raw.execute("UPDATE schema_info SET version = 1")
-    with Store.open(url(tmp_path)) as store:
+    execute(store_url, *VERSION_1)  # make it look like a database from schema version 1
+    with Store.open(store_url) as store:
         assert store.version == SCHEMA_VERSION >= 2
         assert store.count_posts() == 1
         assert store.last_filter_run() is None
+        assert store.subscribers() == [] and store.job("send", "2026-W47") is None
+    assert "in_reply_to" in columns(store_url, "posts")
 
 
-def test_filter_run_round_trips(tmp_path: Path) -> None:
+# What a database of schema version 1 lacked: the tables and the column added since.
+VERSION_1 = (
+    "DROP TABLE decisions",
+    "DROP TABLE filter_runs",
+    "DROP TABLE deliveries",
+    "DROP TABLE editions",
+    "DROP TABLE subscribers",
+    "DROP TABLE suppressions",
+    "DROP TABLE jobs",
+    "ALTER TABLE posts DROP COLUMN in_reply_to",
+    "UPDATE schema_info SET version = 1",
+)
+
+
+def test_filter_run_round_trips(store_url: str) -> None:
     from digest.models import Decision
 
     post = make_post()
@@ -143,7 +207,7 @@ def test_filter_run_round_trips(tmp_path: Path) -> None:
         {"Interoperability": 0.5, "Health IT": 0.5},
         0.09,
     )
-    with Store.open(url(tmp_path)) as store:
+    with Store.open(store_url) as store:
         store.add_posts("feed:x", [post])
         store.save_filter_run(NOW, NOW - timedelta(days=7), NOW, ["Interoperability", "Health IT"], [(post.id, kept)])
         run = store.last_filter_run()

@@ -194,11 +194,17 @@ async def _collect(
     async with Fetcher(settings.collect) as fetcher, writer:
         ctx = Context(fetcher, settings, now, now - timedelta(days=settings.digest.window_days), parse)
         tasks = [asyncio.create_task(_run_job(ctx, writer, job, states.get(job.key))) for job in jobs]
-        for task in asyncio.as_completed(tasks):
-            result = await task
-            report.results.append(result)
-            if on_result is not None:
-                on_result(result)
+        try:
+            for task in asyncio.as_completed(tasks):
+                result = await task
+                report.results.append(result)
+                if on_result is not None:
+                    on_result(result)
+        except BaseException:  # the store failed (or we were interrupted): the rest stop, and say nothing more
+            for task in tasks:
+                task.cancel()
+            await asyncio.gather(*tasks, return_exceptions=True)
+            raise
     return report
 
 
