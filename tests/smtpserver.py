@@ -7,8 +7,9 @@
 ``flaky`` answers that share of transactions 451 (or 421 and hang up) at random; ``drop`` closes
 the connection in the middle of the message data. ``tls`` offers STARTTLS with a certificate from
 a test CA (``sink.ca_file``); ``auth`` requires a login. A message counts as accepted only when the
-server answers 250, as at a real server. ``meet=N`` holds every message until N different
-connections have each reached DATA (at most 60 s), so N clients started together really overlap.
+server answers 250, as at a real server. ``meet=N`` holds every RCPT until N different
+connections have each sent one (at most 20 s, before any message data: a client kept waiting after
+its final dot would rightly send again), so N clients started together really overlap.
 """
 
 from __future__ import annotations
@@ -36,13 +37,13 @@ class _Handler:
         self.sink = sink
 
     async def handle_RCPT(self, server: SMTP, session: Session, envelope: Envelope, address: str, options: list) -> str:
+        await self._meet(session)
         if address.lower() in self.sink.reject:
             return "550 5.1.1 No such user here"
         envelope.rcpt_tos.append(address)
         return "250 OK"
 
     async def handle_DATA(self, server: SMTP, session: Session, envelope: Envelope) -> str:
-        await self._meet(session)
         roll = self.sink.random.random()
         if roll < self.sink.flaky / 2:
             return "451 4.3.0 Try again later"
@@ -61,7 +62,7 @@ class _Handler:
         if not self.sink.meet:
             return
         self.sink.peers.add(session.peer)
-        deadline = asyncio.get_running_loop().time() + 60
+        deadline = asyncio.get_running_loop().time() + 20  # within the client's 30 s timeout
         while len(self.sink.peers) < self.sink.meet and asyncio.get_running_loop().time() < deadline:
             await asyncio.sleep(0.01)
 

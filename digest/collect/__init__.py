@@ -251,12 +251,14 @@ class _Writer:
     async def _write(self, batch: list[tuple[str, list[Post], SourceState, asyncio.Future[int]]]) -> None:
         try:
             counts = await asyncio.to_thread(self.store.add_many, [(k, p, s) for k, p, s, _ in batch])
-        except Exception as exc:  # the store failed: every source in the batch hears of it
+        except Exception as exc:  # the store failed: every source in the batch still waiting hears of it
             for *_, done in batch:
-                done.set_exception(exc)
+                if not done.done():  # a job the failing run already cancelled waits for nothing
+                    done.set_exception(exc)
             return
         for (*_, done), count in zip(batch, counts, strict=True):
-            done.set_result(count)
+            if not done.done():
+                done.set_result(count)
 
 
 async def _run_job(ctx: Context, writer: _Writer, job: Job, state: SourceState | None) -> SourceResult:
