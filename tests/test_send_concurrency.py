@@ -1,4 +1,5 @@
-"""Several `digest send` processes on one database at once: they share the week, and nobody gets two copies.
+"""Several `digest send` processes on one database at once (SQLite and PostgreSQL): they share the week,
+and nobody gets two copies.
 
 Real processes against a real SMTP server (aiosmtpd on 127.0.0.1); the server holds each run's first
 message until every run has reached it, so the runs really overlap instead of taking turns.
@@ -28,18 +29,19 @@ def _command(path: Path) -> list[str]:
     return [sys.executable, "-m", "digest", "--config", str(path), "send", "--week", WEEK, "--json"]
 
 
-def _prepare(tmp_path: Path, port: int) -> tuple[Path, dict[str, str]]:
+def _prepare(tmp_path: Path, port: int, store_url: str) -> tuple[Path, dict[str, str]]:
     path = write_config(tmp_path, smtp_section(port), PEOPLE)
+    path.write_text(path.read_text().replace("[digest]\n", f'[digest]\ndatabase = "{store_url}"\n', 1))
     seed_posts(config.load(path))
     env = {**os.environ, "PYTHONUNBUFFERED": "1"}
     assert subprocess.run([*_command(path), "--dry-run"], env=env, capture_output=True).returncode == 0
     return path, env
 
 
-def test_two_sends_started_together_mail_everyone_exactly_once(tmp_path: Path) -> None:
+def test_two_sends_started_together_mail_everyone_exactly_once(tmp_path: Path, store_url: str) -> None:
     sink = SmtpSink(meet=2)
     with sink.running() as port:
-        path, env = _prepare(tmp_path, port)
+        path, env = _prepare(tmp_path, port, store_url)
         runs = [subprocess.Popen(_command(path), env=env, stdout=subprocess.PIPE, text=True) for _ in range(2)]
         reports = [json.loads(run.communicate(timeout=180)[0]) for run in runs]
     assert [run.returncode for run in runs] == [0, 0]
@@ -49,10 +51,10 @@ def test_two_sends_started_together_mail_everyone_exactly_once(tmp_path: Path) -
     assert all(r["uncertain"] == [] and r["failed"] == [] for r in reports)
 
 
-def test_a_send_killed_while_another_runs_is_finished_by_the_other(tmp_path: Path) -> None:
+def test_a_send_killed_while_another_runs_is_finished_by_the_other(tmp_path: Path, store_url: str) -> None:
     sink = SmtpSink(meet=2)
     with sink.running() as port:
-        path, env = _prepare(tmp_path, port)
+        path, env = _prepare(tmp_path, port, store_url)
         victim = subprocess.Popen(_command(path), env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         survivor = subprocess.Popen(_command(path), env=env, stdout=subprocess.PIPE, text=True)
         fired = threading.Event()
