@@ -253,10 +253,12 @@ class _Writer:
             counts = await asyncio.to_thread(self.store.add_many, [(k, p, s) for k, p, s, _ in batch])
         except Exception as exc:  # the store failed: every source in the batch hears of it
             for *_, done in batch:
-                done.set_exception(exc)
+                if not done.done():  # a source cancelled because an earlier batch failed hears nothing
+                    done.set_exception(exc)
             return
         for (*_, done), count in zip(batch, counts, strict=True):
-            done.set_result(count)
+            if not done.done():
+                done.set_result(count)
 
 
 async def _run_job(ctx: Context, writer: _Writer, job: Job, state: SourceState | None) -> SourceResult:
