@@ -52,7 +52,7 @@ else:
 FEEDS = 30  # enough feed jobs for collect's parsing worker processes (PROCESS_POOL_MIN_JOBS)
 ITEMS = 10  # each feed's own items; it also repeats the first SHARED of the next feed's
 SHARED = 3
-ROUNDS = 8  # fresh databases opened at once per test, one after the other
+ROUNDS = 20  # fresh databases opened at once per test, one after the other
 
 
 @dataclass

@@ -253,7 +253,7 @@ class _Writer:
             counts = await asyncio.to_thread(self.store.add_many, [(k, p, s) for k, p, s, _ in batch])
         except Exception as exc:  # the store failed: every source in the batch still waiting hears of it
             for *_, done in batch:
-                if not done.done():  # a job the failing run already cancelled waits for nothing
+                if not done.done():  # a source cancelled because an earlier batch failed hears nothing
                     done.set_exception(exc)
             return
         for (*_, done), count in zip(batch, counts, strict=True):
