@@ -831,12 +831,14 @@ class Store:
                 verdicts[row.owner] = row.owner != owner and gone(row.owner)
             return verdicts[row.owner]
 
-        chosen = [r for r in rows if free(r)][:limit]
+        chosen = [r for r in rows if free(r)]
         if not chosen:
             return []
         claimed: dict[str, str] = {}
         with self.engine.begin() as conn:  # the first statement writes: SQLite takes its write lock at once
-            for r in chosen:
+            for r in chosen:  # past the rows another run took since they were read, up to the limit
+                if len(claimed) >= limit:
+                    break
                 taken = conn.execute(
                     deliveries.update()
                     .where(
