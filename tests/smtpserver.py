@@ -65,6 +65,7 @@ class _Handler:
         deadline = asyncio.get_running_loop().time() + 20  # within the client's 30 s timeout
         while len(self.sink.peers) < self.sink.meet and asyncio.get_running_loop().time() < deadline:
             await asyncio.sleep(0.01)
+        self.sink.meet = 0  # met, or given up on once: later messages are never held
 
 
 class _DroppingSMTP(SMTP):
