@@ -238,6 +238,7 @@ _SECOND_TOPIC = 0.8  # kept under a second topic when it is at least this probab
 _SELF_TRAIN = True  # refit once on the first fit's clear calls of the unseeded posts (self-training)
 _GUESS_WEIGHT = 0.5  # such a post's weight against a seed's
 _GUESS_MARGIN = 0.5  # log-odds below the threshold a post needs to be learned from as chatter
+_MAX_LOG_ODDS = float(np.log((1 - 1e-9) / 1e-9))
 _UNPLACED_SHIFT = -0.5  # with too few chatter seeds, a stricter threshold: a post must show its topic
 _MIN_TOPIC_SEEDS = 8  # a topic's own seed posts needed for the batch to place its threshold
 _MIN_CHATTER = 20  # chatter seeds needed to place the threshold from the batch; fewer: the fixed threshold
@@ -356,6 +357,16 @@ def _fit(x: sp.csr_matrix, labels: np.ndarray, weights: np.ndarray, classes: int
     return _Fit(w, b)
 
 
+def _log_odds_against_chatter(probs: np.ndarray) -> np.ndarray:
+    """Rows x topics: each topic's log-odds against chatter (the last class), within +-20.7 (1e-9)."""
+    odds = np.log(np.maximum(probs[:, :-1], 1e-300)) - np.log(np.maximum(probs[:, -1:], 1e-300))
+    return np.clip(odds, -_MAX_LOG_ODDS, _MAX_LOG_ODDS)
+
+
+def _expit(x: np.ndarray) -> np.ndarray:
+    return 0.5 * (1.0 + np.tanh(0.5 * x))
+
+
 def _softmax(logits: np.ndarray) -> np.ndarray:
     z = np.exp(logits - logits.max(axis=1, keepdims=True))
     return z / z.sum(axis=1, keepdims=True)
@@ -463,9 +474,7 @@ class TopicFilter:
     def _guesses(self) -> np.ndarray:
         """The first fit's clear calls, in batch order: the best topic when kept, chatter when well below."""
         k = len(self.specs)
-        topic, other = self._probs[:, :-1], self._probs[:, -1:]
-        against = np.clip(topic / np.maximum(topic + other, 1e-12), 1e-9, 1 - 1e-9)
-        shifted = np.log(against / (1 - against)) + self._offset
+        shifted = _log_odds_against_chatter(self._probs) + self._offset
         best = shifted.max(axis=1)
         guesses = np.full(len(best), -1)
         guesses[best >= 0] = shifted.argmax(axis=1)[best >= 0]
@@ -490,8 +499,7 @@ class TopicFilter:
         offsets = np.full(k, _UNPLACED_SHIFT)
         if chatter.sum() < _MIN_CHATTER:  # a tiny week: an uninformative post must not be a coin toss
             return offsets
-        topic, other = self._probs[chatter, :-1], self._probs[chatter, -1:]
-        best = (topic / np.maximum(topic + other, 1e-12)).max(axis=1)
+        best = _expit(_log_odds_against_chatter(self._probs[chatter]).max(axis=1))
         q = float(np.clip(np.quantile(best, _CHATTER_QUANTILE), *_THRESHOLD_RANGE))
         learned = np.bincount(seeds[seeds >= 0], minlength=k + 1)[:k] >= _MIN_TOPIC_SEEDS
         offsets[learned] = -np.log(q / (1 - q))
@@ -517,15 +525,13 @@ class TopicFilter:
         batch, _ = self._fitted()
         probs = self._probs[self._rank]
         nonempty = batch.nonempty[self._rank]
-        topic, chatter = probs[:, :-1], probs[:, -1]
-        against = np.clip(topic / np.maximum(topic + chatter[:, None], 1e-12), 1e-9, 1 - 1e-9)
-        against = 1 / (1 + np.exp(-(np.log(against / (1 - against)) + self._offset)))
-        return np.where(nonempty[:, None], against, 0.0), np.where(nonempty, chatter, 0.5)
+        against = _expit(_log_odds_against_chatter(probs) + self._offset)
+        return np.where(nonempty[:, None], against, 0.0), np.where(nonempty, probs[:, -1], 0.5)
 
     def kept(self) -> np.ndarray:
         """Posts x topics, True where the post is kept under the topic."""
         against, _ = self.probabilities()
-        thresholds = np.array([DEFAULT_THRESHOLD if s.threshold is None else float(s.threshold) for s in self.specs])
+        thresholds = np.array(list(self._thresholds().values()))
         if not self.specs:
             return np.zeros((len(self._rank), 0), dtype=bool)
         topic = self._probs[self._rank][:, :-1]
