@@ -920,6 +920,9 @@ def sources_status(state: _State, as_json: bool) -> None:
     for r in rows:
         if r.hint_kind:
             out.print(f"[{colours[r.hint_kind]}]{r.hint_kind:<7}[/] {escape(r.key)}: {escape(r.hint)}")
+    for r in rows:
+        if r.note:
+            out.print(f"note    {r.key}: {r.note}", markup=False)
     kinds = Counter(r.hint_kind for r in rows if r.hint_kind)
     if kinds:
         out.print(", ".join(f"{n} {kind}" for kind, n in sorted(kinds.items())), markup=False)

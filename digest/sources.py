@@ -907,6 +907,7 @@ class SourceStatus:
     dropped: int
     hint_kind: str = ""
     hint: str = ""
+    note: str = ""  # the last run's notes: posts skipped as unreadable, a move, a fallback to RSS
 
     @property
     def dropped_share(self) -> float | None:
@@ -937,6 +938,7 @@ class SourceStatus:
             "dropped_share": round(self.dropped_share, 3) if self.dropped_share is not None else None,
             "hint_kind": self.hint_kind or None,
             "hint": self.hint or None,
+            "note": self.note or None,
         }
 
 
@@ -968,6 +970,7 @@ def source_status(settings: Settings, store: Store | None, *, now: datetime) -> 
             posts_week=posts,
             filtered=filtered,
             dropped=dropped,
+            note=state.note,
         )
         hint_kind, hint = _hint(row, now, settings.collect.failure_threshold)
         rows.append(replace(row, hint_kind=hint_kind, hint=hint))

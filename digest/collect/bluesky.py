@@ -13,6 +13,7 @@ from ..config import expand_env
 from ..errors import PermanentFetchError
 from ..models import Author, Engagement, Media, Post, SourceState
 from .base import Context, Outcome, load_cursor, read_json
+from .guard import Skipped, sound
 from .html import plain
 from .parse import parse_datetime
 from .urls import canonical_url, post_id
@@ -147,30 +148,35 @@ async def _collect(
     """Page back by cursor until posts already seen or older than the window; ``items`` names the
     list in each answer (``feed`` of FeedViewPosts or ``posts`` of PostViews)."""
     seen = str(load_cursor(state).get("indexed_at") or "")
-    outcome, newest, cursor, pages = Outcome(), seen, "", 0
+    outcome, newest, cursor, pages, unreadable = Outcome(), seen, "", 0, Skipped()
     while pages < ctx.settings.collect.page_limit and not outcome.complete:
         page_url = f"{url}&{urlencode({'cursor': cursor})}" if cursor else url
         page = read_json(await ctx.fetcher.get(page_url, headers=headers, accept="application/json"), dict)
         pages += 1
-        for item in page.get(items) or ():
-            view, reason = item.get("post", item), item.get("reason") or {}
-            stamp = str(reason.get("indexedAt") or view.get("indexedAt") or "")
-            when = parse_datetime(stamp)
-            if (seen and stamp and stamp <= seen) or (when and when < ctx.window_start):
-                outcome.complete = True
-                break
-            newest = max(newest, stamp)
-            author = view.get("author") or {}
-            if opted_out(author):
-                if owner and (author.get("handle") == owner or author.get("did") == owner):
-                    raise PermanentFetchError(
-                        "the author asks not to be shown to logged-out readers (!no-unauthenticated)"
-                    )
-                continue
-            outcome.posts.append(post_view_post(view, key, str((reason.get("by") or {}).get("handle") or "")))
+        found = page.get(items) or ()
+        for item in found if isinstance(found, list) else ():
+            with unreadable.guard():
+                view, reason = item.get("post", item), item.get("reason") or {}
+                stamp = str(reason.get("indexedAt") or view.get("indexedAt") or "")
+                when = parse_datetime(stamp)
+                if (seen and stamp and stamp <= seen) or (when and when < ctx.window_start):
+                    outcome.complete = True
+                    break
+                newest = max(newest, stamp)
+                author = view.get("author") or {}
+                if opted_out(author):
+                    if owner and owner in (author.get("handle"), author.get("did")):
+                        raise PermanentFetchError(
+                            "the author asks not to be shown to logged-out readers (!no-unauthenticated)"
+                        )
+                    continue
+                booster = str((reason.get("by") or {}).get("handle") or "")
+                outcome.posts.append(sound(post_view_post(view, key, booster)))
         cursor = str(page.get("cursor") or "")
         outcome.complete = outcome.complete or not cursor or not page.get(items)
     outcome.cursor = json.dumps({"indexed_at": newest})
+    if unreadable.count:
+        outcome.notes.append(unreadable.note())
     return outcome
 
 

@@ -37,5 +37,7 @@ class FeedJob:
             raise PermanentFetchError(f"{url}: the author asks not to be read by bots (#nobot/#noindex in profile)")
         if parsed.warning:
             outcome.notes.append(f"feed is not well-formed, read anyway: {parsed.warning}")
+        if parsed.skipped.count:
+            outcome.notes.append(parsed.skipped.note())
         outcome.posts = parsed.posts
         return outcome

@@ -75,8 +75,8 @@ def _classify_anchor(el: lxml.html.HtmlElement, href: str, result: Scanned) -> N
     classes = (el.get("class") or "").split()
     label = el.text_content().strip()
     tag_path = _TAG_PATH.search(href)
-    if "hashtag" in classes or (label.startswith("#") and tag_path):
-        tag = label.lstrip("#") or next(g for g in tag_path.groups() if g)
+    tag = _hashtag(classes, label, tag_path)
+    if tag:
         if tag.lower() not in (t.lower() for t in result.tags):
             result.tags.append(tag)
     elif "mention" in classes or (label.startswith("@") and "/@" in href):
@@ -85,6 +85,15 @@ def _classify_anchor(el: lxml.html.HtmlElement, href: str, result: Scanned) -> N
         link = canonical_url(href)
         if link not in result.links:
             result.links.append(link)
+
+
+def _hashtag(classes: list[str], label: str, tag_path: re.Match[str] | None) -> str:
+    """The tag an anchor names (from its label, else its /tags/NAME path), or "" when it is no
+    hashtag or an empty one (``<a class="hashtag">#</a>``, which is then an ordinary link)."""
+    if "hashtag" not in classes and not (label.startswith("#") and tag_path):
+        return ""
+    from_path = next((g for g in tag_path.groups() if g), "") if tag_path else ""
+    return label.lstrip("#").strip() or from_path
 
 
 def _text(root: lxml.html.HtmlElement) -> str:

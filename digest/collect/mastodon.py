@@ -13,6 +13,7 @@ from ..errors import FetchError, PermanentFetchError
 from ..models import Author, Engagement, Media, Post, SourceState
 from .base import Context, Job, Outcome, load_cursor, read_json
 from .feeds import FeedJob
+from .guard import Skipped, sound
 from .html import plain, scan_html
 from .parse import parse_datetime
 from .urls import canonical_url, mastodon_identity, post_id
@@ -108,6 +109,8 @@ def _status_urls(statuses: list[dict[str, Any]]) -> dict[str, str]:
     """Server-local id -> URL of every status in a page, boosted ones included."""
     found = {}
     for status in statuses:
+        if not isinstance(status, dict):
+            continue  # skipped as unreadable when the page is read
         for item in (status, status.get("reblog")):
             if isinstance(item, dict) and item.get("id") and (item.get("url") or item.get("uri")):
                 found[str(item["id"])] = str(item.get("url") or item.get("uri"))
@@ -164,7 +167,7 @@ class MastodonApiJob:
         return str(account["id"])
 
     async def _page_back(self, ctx: Context, url: str | None, since: str) -> tuple[Outcome, str]:
-        outcome, newest, pages, skipped = Outcome(), "", 0, 0
+        outcome, newest, pages, skipped, unreadable = Outcome(), "", 0, 0, Skipped()
         parents: dict[str, str] = {}
         while url and pages < ctx.settings.collect.page_limit:
             result = await ctx.fetcher.get(url, accept="application/json")
@@ -175,19 +178,22 @@ class MastodonApiJob:
                 outcome.complete = True
                 break
             for status in statuses:
-                sid = str(status.get("id", ""))
-                if since and sid and _older(sid, since):
-                    outcome.complete = True
-                    break
-                newest = newest or sid
-                wrapper_time = parse_datetime(status.get("created_at"))
-                if wrapper_time and wrapper_time < ctx.window_start:
-                    outcome.complete = True
-                original = status.get("reblog") or status
-                if opted_out(original.get("account") or {}) and not self.account:
-                    skipped += 1
-                    continue
-                outcome.posts.append(status_post(status, self.server, self.key))
+                with unreadable.guard():
+                    if not isinstance(status, dict):
+                        raise ValueError(f"a status is a {type(status).__name__}, not an object")
+                    sid = str(status.get("id", ""))
+                    if since and sid and _older(sid, since):
+                        outcome.complete = True
+                        break
+                    newest = newest or sid
+                    wrapper_time = parse_datetime(status.get("created_at"))
+                    if wrapper_time and wrapper_time < ctx.window_start:
+                        outcome.complete = True
+                    original = status.get("reblog") or status
+                    if opted_out(original.get("account") or {}) and not self.account:
+                        skipped += 1
+                        continue
+                    outcome.posts.append(sound(status_post(status, self.server, self.key)))
             if outcome.complete:
                 break
             url = result.link_next
@@ -203,6 +209,8 @@ class MastodonApiJob:
         ]
         if skipped:
             outcome.notes.append(f"{skipped} posts skipped: their authors opted out (#nobot/#noindex)")
+        if unreadable.count:
+            outcome.notes.append(unreadable.note())
         return outcome, newest
 
 

@@ -18,6 +18,7 @@ import feedparser
 from .. import clock
 from ..errors import PermanentFetchError, one_line
 from ..models import Author, Media, Post
+from .guard import Skipped, sound
 from .html import plain, scan_html
 from .urls import absolute, canonical_url, mastodon_identity, post_id
 
@@ -31,13 +32,15 @@ _MEDIA_TYPES = ("image", "video", "audio")
 
 @dataclass(slots=True)
 class ParsedFeed:
-    """A parsed feed: its title, home page, the posts, and a warning when the XML was not clean."""
+    """A parsed feed: its title, home page, the posts, a warning when the XML was not clean, and
+    the posts that could not be read (skipped, each costing only itself)."""
 
     title: str = ""
     link: str = ""
     posts: list[Post] = field(default_factory=list)
     warning: str = ""
     opted_out: bool = False
+    skipped: Skipped = field(default_factory=Skipped)
 
 
 def parse_feed(body: bytes, url: str, source: str, content_type: str = "", now: datetime | None = None) -> ParsedFeed:
@@ -64,10 +67,11 @@ def parse_feed(body: bytes, url: str, source: str, content_type: str = "", now: 
     default_author = _feed_author(feed, result)
     language = feed.get("language") or None
     for entry in parsed.entries:
-        post = _entry_post(entry, result.link or url, url, source, default_author, language, now)
-        if post is not None:
-            result.posts.append(post)
-    if parsed.bozo and not result.posts and parsed.entries:
+        with result.skipped.guard():
+            post = _entry_post(entry, result.link or url, url, source, default_author, language, now)
+            if post is not None:
+                result.posts.append(sound(post))
+    if parsed.bozo and not result.posts and not result.skipped.count and parsed.entries:
         raise PermanentFetchError(_not_a_feed(body, parsed))
     return result
 
@@ -279,15 +283,24 @@ def _parse_json_feed(body: bytes, url: str, source: str, now: datetime) -> Parse
     home = absolute(str(doc.get("home_page_url") or ""), url)
     result = ParsedFeed(title=plain(str(doc.get("title", ""))), link=home)
     default = _json_author(doc, Author(result.title, "", home))
-    language = doc.get("language") or None
+    language = _language(doc)
     for item in items:
-        if isinstance(item, dict):
-            result.posts.append(_json_item_post(item, home or url, url, source, default, language, now))
+        with result.skipped.guard():
+            if not isinstance(item, dict):
+                raise ValueError(f"an item is a {type(item).__name__}, not an object")
+            result.posts.append(sound(_json_item_post(item, home or url, url, source, default, language, now)))
     return result
 
 
+def _language(obj: dict[str, Any]) -> str | None:
+    value = obj.get("language")
+    return value if isinstance(value, str) and value else None
+
+
 def _json_author(obj: dict[str, Any], default: Author) -> Author:
-    authors = obj.get("authors") or ([obj["author"]] if isinstance(obj.get("author"), dict) else [])
+    authors = obj.get("authors")
+    if not isinstance(authors, list) or not authors:
+        authors = [obj["author"]] if isinstance(obj.get("author"), dict) else []
     first = authors[0] if authors and isinstance(authors[0], dict) else None
     if not first:
         return default
@@ -326,7 +339,7 @@ def _json_item_post(
         title=title,
         text=scanned.text or title,
         html=scanned.html if html else "",
-        language=item.get("language") or language,
+        language=_language(item) or language,
         tags=tuple(dict.fromkeys(tags + scanned.tags)),
         links=tuple(dict.fromkeys(links)),
         media=tuple(media) + tuple(scanned.images),
