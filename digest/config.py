@@ -171,7 +171,15 @@ class CollectSettings(_Model):
     per_host: int = Field(4, ge=1, le=100, description="Requests in flight at once to one host.")
     connect_timeout: float = Field(10.0, gt=0, description="Seconds to wait for a connection.")
     read_timeout: float = Field(20.0, gt=0, description="Seconds to wait for each read.")
-    total_timeout: float = Field(60.0, gt=0, description="Seconds one request may take in all.")
+    total_timeout: float = Field(60.0, gt=0, description="Seconds one request may take in all, over all its tries.")
+    run_timeout: float = Field(
+        600.0,
+        gt=0,
+        description=(
+            "Seconds one collect run may take: sources still unfinished then are recorded as timed out "
+            "and the run reports as usual."
+        ),
+    )
     max_redirects: int = Field(5, ge=0, le=20, description="Redirects followed before giving up.")
     max_bytes: int = Field(10_000_000, ge=1000, description="Largest response body accepted, after decompression.")
     retries: int = Field(2, ge=0, le=10, description="Retries of a transient failure within one run.")

@@ -192,7 +192,8 @@ async def _collect(
     report = CollectReport()
     writer = _Writer(store)
     async with Fetcher(settings.collect) as fetcher, writer:
-        ctx = Context(fetcher, settings, now, now - timedelta(days=settings.digest.window_days), parse)
+        deadline = loop.time() + settings.collect.run_timeout
+        ctx = Context(fetcher, settings, now, now - timedelta(days=settings.digest.window_days), parse, deadline)
         tasks = [asyncio.create_task(_run_job(ctx, writer, job, states.get(job.key))) for job in jobs]
         try:
             for task in asyncio.as_completed(tasks):
@@ -269,12 +270,17 @@ async def _run_job(ctx: Context, writer: _Writer, job: Job, state: SourceState |
         return SourceResult(job.key, job.kind, "skipped", error=skip)
     state.last_attempt = ctx.now
     try:
-        outcome = await job.run(ctx, state)
+        async with asyncio.timeout_at(ctx.deadline) as run_deadline:
+            outcome = await job.run(ctx, state)
     except FetchError as exc:
         return await _record_failure(ctx, writer, job, state, exc, str(exc))
-    except Exception as exc:  # a bug or a payload nobody foresaw: record it, keep going
-        log.exception("collecting %s failed", job.key)
-        reason = f"{job.url}: internal error: {type(exc).__name__}: {exc}"
+    except Exception as exc:  # the run's deadline, or a bug or payload nobody foresaw: record it, keep going
+        if isinstance(exc, TimeoutError) and run_deadline.expired():
+            limit = ctx.settings.collect.run_timeout
+            reason = f"{job.url}: timed out: not finished by the run's deadline ({limit:g} s, [collect] run_timeout)"
+        else:
+            log.exception("collecting %s failed", job.key)
+            reason = f"{job.url}: internal error: {type(exc).__name__}: {exc}"
         return await _record_failure(ctx, writer, job, state, None, reason)
     notes = _apply(state, outcome, ctx.now)
     new = await writer.save(job.key, outcome.posts, state)

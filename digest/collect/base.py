@@ -19,13 +19,15 @@ __all__ = ["Context", "Job", "Outcome", "read_json"]
 
 @dataclass(frozen=True, slots=True)
 class Context:
-    """Everything a job may use: the fetcher, settings, the run's clock and an off-loop parser."""
+    """Everything a job may use: the fetcher, settings, the run's clock and an off-loop parser;
+    ``deadline`` is the event-loop time the run ends by (None: no deadline)."""
 
     fetcher: Fetcher
     settings: Settings
     now: datetime
     window_start: datetime
     parse: Callable[[bytes, str, str, str], Awaitable[ParsedFeed]]
+    deadline: float | None = None
 
 
 @dataclass(slots=True)

@@ -19,6 +19,7 @@ from urllib.parse import urlsplit
 
 import httpx
 from tenacity import AsyncRetrying, retry_if_exception_type, stop_after_attempt
+from tenacity.stop import stop_base
 
 from .. import clock
 from ..config import CollectSettings
@@ -143,8 +144,9 @@ class Fetcher:
         return await self._retrying("POST", url, extra, payload)
 
     async def _retrying(self, method: str, url: str, headers: dict[str, str], payload: Any) -> FetchResult:
+        budget = _Budget(self.settings.total_timeout)
         retrying = AsyncRetrying(
-            stop=stop_after_attempt(self.settings.retries + 1),
+            stop=stop_after_attempt(self.settings.retries + 1) | budget,
             wait=self._backoff,
             retry=retry_if_exception_type(TransientFetchError),
             reraise=True,
@@ -152,7 +154,7 @@ class Fetcher:
         try:
             async for attempt in retrying:
                 with attempt:
-                    return await self._once(method, url, headers, payload)
+                    return await self._once(method, url, headers, payload, budget)
         except FetchError as exc:
             exc.args = (f"{url}: {exc.args[0]}",)  # every failure names the URL it came from
             raise
@@ -164,12 +166,12 @@ class Fetcher:
             return exc.retry_after
         return min(8.0, 0.5 * 2 ** (retry_state.attempt_number - 1)) + random.uniform(0, 0.25)
 
-    async def _once(self, method: str, url: str, headers: dict[str, str], payload: Any) -> FetchResult:
+    async def _once(self, method: str, url: str, headers: dict[str, str], payload: Any, budget: _Budget) -> FetchResult:
         host = urlsplit(url).netloc
         client = self._clients[hash(host) % len(self._clients)]
         async with self._all, self._hosts[host]:
             try:
-                async with asyncio.timeout(self.settings.total_timeout):
+                async with asyncio.timeout_at(budget.deadline()):
                     request = client.build_request(method, url, headers=headers, json=payload)
                     response = await client.send(request, stream=True)
                     try:
@@ -177,7 +179,10 @@ class Fetcher:
                     finally:
                         await response.aclose()
             except TimeoutError:
-                raise TransientFetchError(f"timed out after {self.settings.total_timeout:g} s in all") from None
+                raise TransientFetchError(
+                    f"timed out after {self.settings.total_timeout:g} s in all (total_timeout, "
+                    f"{budget.tries} {'try' if budget.tries == 1 else 'tries'})"
+                ) from None
             except httpx.TooManyRedirects:
                 raise PermanentFetchError(f"more than {self.settings.max_redirects} redirects (a loop?)") from None
             except httpx.TimeoutException as exc:
@@ -219,6 +224,28 @@ class Fetcher:
         async for chunk in response.aiter_raw():
             body += inflater.feed(chunk)
         return FetchResult(body=bytes(body), **common)
+
+
+class _Budget(stop_base):
+    """The time one request may take over all its tries (``total_timeout``), counted from the start
+    of its first try: waiting for a free connection slot before it is not the source's fault.
+    As a tenacity stop it allows no retry whose backoff would end past the deadline."""
+
+    def __init__(self, seconds: float) -> None:
+        self.seconds = seconds
+        self.tries = 0
+        self._deadline: float | None = None
+
+    def deadline(self) -> float:
+        """The loop time this request must end by; the first call (the first try) starts the clock."""
+        self.tries += 1
+        if self._deadline is None:
+            self._deadline = asyncio.get_running_loop().time() + self.seconds
+        return self._deadline
+
+    def __call__(self, retry_state: Any) -> bool:
+        left = (self._deadline or 0.0) - asyncio.get_running_loop().time()
+        return left <= retry_state.upcoming_sleep
 
 
 def _status_error(response: httpx.Response, max_wait: float) -> FetchError:
