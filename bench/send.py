@@ -139,7 +139,7 @@ def _measure(port: int, messages: int, variant: str, name: str) -> dict[str, Any
     from digest.delivery import send_week
     from digest.store import Store
 
-    os.environ[SECRET_ENV] = "bench-only-signing-key"
+    os.environ[SECRET_ENV] = "bench-only-signing-key-0123456789abcdef"
     folder = Path(tempfile.mkdtemp(prefix="digest-bench-send-"))
     try:
         (folder / "feeds.toml").write_text(settings_text(smtp=f"smtp://127.0.0.1:{port}"), encoding="utf-8")

@@ -6,6 +6,7 @@ are errors with a "did you mean" suggestion, and secrets may only come from ``${
 
 from __future__ import annotations
 
+import contextlib
 import difflib
 import os
 import re
@@ -15,7 +16,7 @@ from dataclasses import dataclass
 from datetime import time, timedelta
 from pathlib import Path
 from typing import Annotated, Any, Literal
-from urllib.parse import quote, urlsplit
+from urllib.parse import SplitResult, quote, urlsplit
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
@@ -70,6 +71,46 @@ def expand_database(value: str) -> str:
         return expand_env(value)
     userinfo = _ENV_REF.sub(lambda m: quote(expand_env(m.group(0)), safe=""), rest[:at])
     return f"{scheme}://{userinfo}{expand_env(rest[at:])}"
+
+
+MIN_SECRET = 32
+SECRET_COMMAND = "python3 -c 'import secrets; print(secrets.token_urlsafe(32))'"
+
+
+def weak_secret(value: str) -> str:
+    """Why a signing secret is too weak to sign links with, or "" when it will do."""
+    if not value:
+        problem = "is empty"
+    elif len(value) < MIN_SECRET:
+        problem = f"is {len(value)} characters long"
+    elif len(set(value)) < 8:
+        problem = f"repeats {len(set(value))} characters"
+    else:
+        return ""
+    return (
+        f"{problem}: anyone could forge subscriber links; it must be at least {MIN_SECRET} random characters "
+        f"(16 bytes of entropy); make one with: {SECRET_COMMAND}"
+    )
+
+
+def smtp_url(value: str) -> SplitResult:
+    """An ``smtp://`` or ``smtps://`` URL's parts; `ValueError` saying what is wrong with it."""
+    parts = urlsplit(value)
+    if parts.scheme not in ("smtp", "smtps") or not parts.hostname:
+        raise ValueError(
+            f"{parts.scheme or '(no scheme)'}://{parts.hostname or ''}: use smtp://user:password@host:port"
+        )
+    try:
+        parts.port  # noqa: B018 - urllib checks the port only when it is read
+    except ValueError:
+        port = parts.netloc.rpartition(":")[2]
+        raise ValueError(f"port {port!r} is not a number from 1 to 65535: use smtp://user:password@host:port") from None
+    return parts
+
+
+def _empty_variables(value: str) -> list[str]:
+    """The ``${VAR}``s in a value that are set but empty (an ``Environment=VAR=`` line does this)."""
+    return [m.group(1) for m in _ENV_REF.finditer(value) if os.environ.get(m.group(1)) == ""]
 
 
 def _secret(value: str | None) -> str | None:
@@ -619,6 +660,25 @@ def _cross_check(sections: dict[str, Any], arrays: dict[str, list[Any]], sources
             expand_env(getattr(sections[section], key) or "")
         except ValueError as exc:
             report((section, key), str(exc))
+    for section, key in (("digest", "database"), ("bluesky", "app_password"), ("mail", "smtp")):
+        for name in _empty_variables(getattr(sections[section], key) or ""):
+            report((section, key), f"environment variable {name} is set but empty")
+    _check_expanded(sections, report)
+
+
+def _check_expanded(sections: dict[str, Any], report: Any) -> None:
+    """What can only be judged once ``${VAR}``s are read: the signing secret's strength, the SMTP URL."""
+    secret, smtp = sections["subscription"].secret, sections["mail"].smtp
+    with contextlib.suppress(ValueError):  # a variable that is not set is reported above
+        if secret is not None and (problem := weak_secret(expand_env(secret))):
+            named = ", ".join(m.group(1) for m in _ENV_REF.finditer(secret))
+            report(("subscription", "secret"), f"{named or 'the secret'} {problem}")
+    try:
+        if smtp:
+            smtp_url(expand_env(smtp))
+    except ValueError as exc:
+        if "environment variable" not in str(exc):
+            report(("mail", "smtp"), str(exc))
 
 
 def _message(error: Mapping[str, Any], model: type[_Model]) -> str:

@@ -24,9 +24,9 @@ from email.message import EmailMessage
 from email.policy import SMTP as SMTP_POLICY
 from pathlib import Path
 from typing import Protocol
-from urllib.parse import quote, unquote, urlsplit
+from urllib.parse import quote, unquote
 
-from .config import MailSettings, expand_env
+from .config import MailSettings, expand_env, smtp_url
 from .errors import DigestError, one_line
 
 __all__ = [
@@ -253,12 +253,11 @@ class SmtpMessenger:
     name = "smtp"
 
     def __init__(self, url: str, tls: str = "starttls", *, timeout: float = 30.0, ca_file: str | None = None) -> None:
-        parts = urlsplit(url)
-        if parts.scheme not in ("smtp", "smtps") or not parts.hostname:
-            raise DigestError(
-                f"[mail] smtp: {parts.scheme}://{parts.hostname or ''}: use smtp://user:password@host:port"
-            )
-        self.host = parts.hostname
+        try:
+            parts = smtp_url(url)
+        except ValueError as exc:
+            raise DigestError(f"[mail] smtp: {exc}") from None
+        self.host = parts.hostname or ""
         self.tls = "implicit" if parts.scheme == "smtps" else tls
         self.port = parts.port or (465 if self.tls == "implicit" else 587 if self.tls == "starttls" else 25)
         self.user = unquote(parts.username or "")

@@ -98,7 +98,7 @@ SUBSCRIPTION = '[subscription]\npublic_url = "https://digest.example.org"\nsecre
 
 @pytest.fixture(autouse=True)
 def _secrets(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setenv("DIGEST_SECRET", "test-secret-0123456789")
+    monkeypatch.setenv("DIGEST_SECRET", "test-secret-0123456789-abcdefghijkl")
     monkeypatch.setenv("SMTP_PASSWORD", "pa55word")
 
 

@@ -54,7 +54,7 @@ pytestmark = [
     pytest.mark.skipif(sync_playwright is None, reason="playwright is not installed (pip install -e '.[test]')"),
 ]
 
-SECRET = "browser-test-secret-0123456789"
+SECRET = "browser-test-secret-0123456789-abcdef"
 ANA = "ana@example.org"
 WEEKDAYS = ("monday", "tuesday", "wednesday", "thursday", "friday", "saturday", "sunday")
 

@@ -22,7 +22,7 @@ from digest.store import Store
 from digest.web import create_app
 
 PUBLIC = "https://digest.example.org"
-SECRET = "web-test-secret-0123456789"
+SECRET = "web-test-secret-0123456789-abcdefghij"
 CONFIG = f"""
 [digest]
 title = "Health IT weekly"
