@@ -6,7 +6,9 @@ Exit status: 0 the work was done, 1 the work failed, 2 bad usage or configuratio
 from __future__ import annotations
 
 import csv
+import errno
 import json
+import os
 import sys
 import webbrowser
 from collections import Counter
@@ -21,15 +23,16 @@ from rich.console import Console
 from rich.markup import escape
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
+from sqlalchemy import exc as sa_exc
 
 from . import __version__, clock
 from . import config as config_mod
 from .collect import SourceResult, collect, jobs_for
 from .delivery import SendReport, send_week
-from .errors import ConfigError, DigestError
+from .errors import ConfigError, DigestError, one_line
 from .models import Decision, Post
 from .pipeline import composer_for, explain_post, noise_profile, run_filter
-from .store import FilterRun, Store, display_url
+from .store import FilterRun, Store, display_url, environment_failure
 
 __all__ = ["main"]
 
@@ -37,6 +40,23 @@ EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
 
 out = Console(highlight=False, soft_wrap=True)
 err = Console(stderr=True, highlight=False, soft_wrap=True)
+
+
+class _Command(click.Command):
+    """Every digest command: it notes whether ``--json`` was asked for, so that `main` can answer a
+    failure in JSON too."""
+
+    def invoke(self, ctx: click.Context) -> Any:
+        ctx.meta[_JSON] = bool(ctx.params.get("as_json"))
+        return super().invoke(ctx)
+
+
+class _Group(click.Group):
+    command_class = _Command
+    group_class = type  # subgroups are `_Group`s, so their commands are `_Command`s
+
+
+_JSON = "digest.json"
 
 
 class _State:
@@ -47,7 +67,7 @@ class _State:
         return config_mod.load(self.config_path)
 
 
-@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.group(cls=_Group, context_settings={"help_option_names": ["-h", "--help"]})
 @click.option(
     "--config",
     "config_path",
@@ -1338,21 +1358,47 @@ def _store_counts(settings: config_mod.Settings) -> str:
 
 
 def main(argv: list[str] | None = None) -> None:
-    """Entry point: run the CLI, mapping library errors to messages and exit codes."""
+    """Entry point: run the CLI; every failure becomes one line on stderr (and, for a ``--json``
+    command, ``{"error": ...}`` on stdout) and an exit status. No traceback reaches a user unless
+    ``DIGEST_DEBUG=1`` asks for it."""
+    meta: dict[str, Any] = {}
     try:
-        cli.main(args=argv, prog_name="digest", standalone_mode=False)
+        with cli.make_context("digest", list(sys.argv[1:] if argv is None else argv)) as ctx:
+            meta = ctx.meta
+            cli.invoke(ctx)
     except click.exceptions.Exit as exc:
         sys.exit(exc.exit_code)
     except click.ClickException as exc:
         exc.show()
         sys.exit(EXIT_USAGE)
-    except click.exceptions.Abort:
+    except (click.exceptions.Abort, KeyboardInterrupt):
         err.print("aborted")
         sys.exit(EXIT_FAILED)
-    except ConfigError as exc:
-        for problem in exc.problems:
-            err.print(problem, markup=False)
-        sys.exit(EXIT_USAGE)
-    except DigestError as exc:
-        err.print(f"error: {exc}", markup=False)
-        sys.exit(EXIT_FAILED)
+    except Exception as exc:
+        if os.environ.get("DIGEST_DEBUG") == "1":
+            raise
+        lines, status = _failure(exc)
+        for line in lines:
+            err.print(line, markup=False)
+        if meta.get(_JSON):
+            out.print_json(json.dumps({"error": "\n".join(lines), "exit_status": status}))
+        sys.exit(status)
+
+
+def _failure(exc: Exception) -> tuple[list[str], int]:
+    """What to tell a person about a failure, and the exit status: the one place errors become words."""
+    if isinstance(exc, ConfigError):
+        return exc.problems, EXIT_USAGE
+    if isinstance(exc, DigestError):
+        return [f"error: {exc}"], EXIT_FAILED
+    if isinstance(exc, sa_exc.SQLAlchemyError):
+        reason = environment_failure(exc) or one_line(getattr(exc, "orig", None) or exc, 300)
+        return [f"error: the database: {reason}"], EXIT_FAILED
+    if isinstance(exc, OSError):
+        where = f"{exc.filename}: " if exc.filename else ""
+        hint = "; free some space and run it again" if exc.errno == errno.ENOSPC else ""
+        return [f"error: {where}{exc.strerror or exc}{hint}"], EXIT_FAILED
+    return [
+        f"error: internal error: {type(exc).__name__}: {one_line(exc, 300)} "
+        "(a bug in digest; DIGEST_DEBUG=1 shows the traceback to report)"
+    ], EXIT_FAILED

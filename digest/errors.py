@@ -4,7 +4,7 @@ The hierarchy::
 
     DigestError                  anything digest reports to a person
     ├── ConfigError              feeds.toml is missing or wrong (exit status 2)
-    ├── StoreError               the database cannot be opened, migrated or written
+    ├── StoreError               the database cannot be opened, migrated or written (full, corrupt, read-only)
     │   └── LostClaim            a run's claim on a delivery lapsed and another run took it over
     ├── SourceError              a source cannot be added, imported or exported (dead, duplicate)
     │   └── OpmlError            (opml.py) an OPML file is not readable

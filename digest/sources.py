@@ -982,7 +982,7 @@ def status_of(settings: Settings, *, now: datetime) -> list[SourceStatus]:
     url = settings.database_url
     if url.startswith("sqlite:///") and not Path(url.removeprefix("sqlite:///")).exists():
         return source_status(settings, None, now=now)
-    with Store.open(url) as store:
+    with Store.open(url, read_only=True) as store:
         return source_status(settings, store, now=now)
 
 

@@ -15,12 +15,14 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 import re
 import time
 from collections.abc import Callable, Collection, Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass, fields
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 from typing import Any, TypeVar
 
 import sqlalchemy as sa
@@ -309,6 +311,45 @@ def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
     cursor.close()
 
 
+# What SQLite says when the environment, not digest, is at fault, and what a person should do.
+_ENVIRONMENT_FAILURES = (
+    ("database or disk is full", "the disk (or the database's size limit) is full: free some space and run it again"),
+    ("disk I/O error", "the disk failed a read or write: check the disk and free space, then run it again"),
+    ("database disk image is malformed", "the database file is corrupt: restore it from a backup, or move it "
+     "away to start afresh"),
+    ("file is not a database", "the file is not a digest database (corrupt, or another program's): restore it "
+     "from a backup, or move it away to start afresh"),
+    ("attempt to write a readonly database", "the database is read-only here: check the permissions of the "
+     "file and of its folder"),
+    ("unable to open database file", "the database cannot be opened: check that its folder exists and that "
+     "this user may read and write the file and the folder"),
+)
+
+
+def environment_failure(exc: BaseException) -> str:
+    """One line saying what is wrong with the database's environment (full, corrupt, read-only,
+    locked too long), or "" when ``exc`` is not such a failure."""
+    text = str(getattr(exc, "orig", None) or exc)
+    for marker, advice in _ENVIRONMENT_FAILURES:
+        if marker in text:
+            return f"{marker}: {advice}"
+    if "database is locked" in text:
+        return "database is locked: another digest process held it too long; run it again when that one is done"
+    return ""
+
+
+def _raise_environment_failure(context: Any) -> None:
+    """An engine ``handle_error`` hook: a full disk, a corrupt or read-only file becomes a `StoreError`
+    naming the database and the fix (a lock is left alone: writes retry it)."""
+    exc = context.original_exception
+    if "database is locked" in str(exc):
+        return
+    reason = environment_failure(exc)
+    if reason:
+        url = context.engine.url.render_as_string(hide_password=True) if context.engine is not None else "database"
+        raise StoreError(f"{url}: {reason}") from exc
+
+
 def _transient(exc: sa.exc.DBAPIError) -> bool:
     """A failure that a new attempt of the same transaction can get past."""
     return getattr(exc.orig, "sqlstate", None) in _TRANSIENT_SQLSTATES or "database is locked" in str(exc.orig)
@@ -333,9 +374,12 @@ class Store:
         self.engine = engine
 
     @classmethod
-    def open(cls, url: str) -> Store:
-        """Open (creating and migrating as needed) the database at a SQLAlchemy URL."""
+    def open(cls, url: str, *, read_only: bool = False) -> Store:
+        """Open (creating and migrating as needed) the database at a SQLAlchemy URL; ``read_only``
+        for commands that only read, so they work on a file or in a folder this user cannot write."""
         shown = display_url(url)
+        if read_only and url.startswith("sqlite:///"):
+            return cls._open_sqlite_read_only(url)
         try:
             engine = sa.create_engine(url)
         except (ImportError, sa.exc.NoSuchModuleError) as exc:  # an unknown database or a driver not installed
@@ -349,6 +393,7 @@ class Store:
             raise StoreError(f"{shown}: cannot open the database: not a SQLAlchemy database URL") from None
         if engine.dialect.name == "sqlite":
             sa.event.listen(engine, "connect", _sqlite_pragmas)
+        sa.event.listen(engine, "handle_error", _raise_environment_failure)
         store = cls(engine)
         try:
             _retried(store._migrate)
@@ -360,6 +405,31 @@ class Store:
         except StoreError:
             engine.dispose()
             raise
+        return store
+
+    @classmethod
+    def _open_sqlite_read_only(cls, url: str) -> Store:
+        """A SQLite file opened read-only, never created or migrated; in a folder this user cannot
+        write (where SQLite cannot make its WAL index) as an immutable file."""
+        path = Path(url.removeprefix("sqlite:///"))
+        immutable = "&immutable=1" if not os.access(path.parent, os.W_OK) else ""
+        engine = sa.create_engine(f"sqlite:///file:{path}?mode=ro{immutable}&uri=true")
+        sa.event.listen(engine, "handle_error", _raise_environment_failure)
+        store = cls(engine)
+        try:
+            version = store.version
+        except sa.exc.SQLAlchemyError as exc:
+            engine.dispose()
+            raise StoreError(f"{path}: cannot read the database: {getattr(exc, 'orig', None) or exc}") from None
+        except StoreError:
+            engine.dispose()
+            raise
+        if version != SCHEMA_VERSION:
+            engine.dispose()
+            raise StoreError(
+                f"{path}: schema version {version}, this digest knows {SCHEMA_VERSION}: run a command that "
+                "writes (digest collect) where the file can be written, to migrate it"
+            )
         return store
 
     def close(self) -> None:

@@ -461,5 +461,5 @@ def counts(settings: Settings) -> dict[str, int] | None:
     url = settings.database_url
     if url.startswith("sqlite:///") and not Path(url.removeprefix("sqlite:///")).exists():
         return None
-    with Store.open(url) as store:
+    with Store.open(url, read_only=True) as store:
         return store.subscriber_counts()
