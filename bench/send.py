@@ -46,6 +46,7 @@ POSTS = 600
 TARGET_RATE = 300
 TARGET_PEAK_MB = 300
 SECRET_ENV = "BENCH_DIGEST_SECRET"
+BENCH_SECRET = "bench-only-signing-key-0123456789abcdef"  # 32+ characters, as digest requires
 SENDER = "Health IT Weekly <digest@hit.example>"
 VARIANTS = {"send": "shipped"}
 
@@ -139,7 +140,7 @@ def _measure(port: int, messages: int, variant: str, name: str) -> dict[str, Any
     from digest.delivery import send_week
     from digest.store import Store
 
-    os.environ[SECRET_ENV] = "bench-only-signing-key-0123456789abcdef"
+    os.environ[SECRET_ENV] = BENCH_SECRET
     folder = Path(tempfile.mkdtemp(prefix="digest-bench-send-"))
     try:
         (folder / "feeds.toml").write_text(settings_text(smtp=f"smtp://127.0.0.1:{port}"), encoding="utf-8")

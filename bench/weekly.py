@@ -34,7 +34,7 @@ from . import compose as compose_bench
 from . import corpus
 from .common import Entry, Stopwatch, Timers, cpu_count, in_child, noise_note, other_cpu, profiled, rounded
 from .mastodon_rss import make_feed
-from .send import SECRET_ENV, fsync_ms, instrument, settings_text
+from .send import BENCH_SECRET, SECRET_ENV, fsync_ms, instrument, settings_text
 from .server import FeedServer
 
 __all__ = ["run"]
@@ -85,7 +85,7 @@ def _setup(
     path = Path(folder) / "feeds.toml"
     sources = "".join(f'[[sources]]\nfeed = "{url}"\n\n' for url in urls)
     path.write_text(settings_text(smtp=None) + sources, encoding="utf-8")
-    os.environ[SECRET_ENV] = "bench-only-signing-key"
+    os.environ[SECRET_ENV] = BENCH_SECRET
     settings = config.load(path)
     now = datetime.fromtimestamp(now_ts, UTC)
     with Stopwatch() as clock, Store.open(settings.database_url) as store:
@@ -119,7 +119,7 @@ def _setup(
 def _measure(folder: str) -> dict[str, Any]:
     import digest.cli as cli
 
-    os.environ[SECRET_ENV] = "bench-only-signing-key"
+    os.environ[SECRET_ENV] = BENCH_SECRET
     timers = Timers()
     imports_s = instrument(timers)
     timers.wrap(cli, "collect", "collect")
