@@ -122,5 +122,6 @@ def normalize(text: str) -> str:
 
 
 def normalize_many(texts: list[str]) -> list[str]:
-    """`normalize` over a batch, one result per text."""
-    return [normalize(t) for t in texts]
+    """`normalize` over a batch, one result per text; a text repeated (a boost, a cross-post) is read once."""
+    seen: dict[str, str] = {}
+    return [seen[t] if t in seen else seen.setdefault(t, normalize(t)) for t in texts]

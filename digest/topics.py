@@ -18,6 +18,7 @@ import numpy as np
 import scipy.sparse as sp
 from sklearn.feature_extraction.text import ENGLISH_STOP_WORDS, TfidfTransformer
 from sklearn.linear_model import LogisticRegression
+from threadpoolctl import threadpool_limits
 
 from .models import Decision
 from .textnorm import BOILERPLATE, normalize, normalize_many, split_hashtag
@@ -451,8 +452,12 @@ class TopicFilter:
         return tuple(s.name for s in self.specs)
 
     def fit(self, docs: Sequence[str]) -> TopicFilter:
-        """Learn from this batch; the same posts, in any order, give the same decisions."""
-        with _gc_paused():
+        """Learn from this batch; the same posts, in any order, give the same decisions.
+
+        One BLAS thread: the solver's products are small, and threads that wait for each other cost several
+        times the work itself, far more on a busy machine (0.15 s vs 0.5-4 s for the fits at 100,000 posts).
+        """
+        with _gc_paused(), threadpool_limits(limits=1, user_api="blas"):
             normalized = normalize_many(list(docs))
             order = sorted(range(len(normalized)), key=normalized.__getitem__)
             self._rank = np.empty(len(order), dtype=np.int64)
