@@ -47,6 +47,18 @@ _ASCII_TABLE = bytes(
 )
 
 
+class _WordChars(dict[int, int]):
+    """``str.translate`` table for lowercased text: a word character stays, any other becomes a space (as
+    `_NONWORD`), each character classified once, when first seen."""
+
+    def __missing__(self, code: int) -> int:
+        self[code] = kept = 32 if _NONWORD.match(chr(code)) else code
+        return kept
+
+
+_WORD_CHARS = _WordChars()
+
+
 @lru_cache(maxsize=1)
 def _segmenter() -> ModuleType:
     """`wordninja` (English unigram costs, ~30 MB), imported only when a run-together hashtag needs it."""
@@ -115,7 +127,7 @@ def normalize(text: str) -> str:
     if text.isascii():
         words = text.encode().translate(_ASCII_TABLE).decode().split()
     else:
-        words = _NONWORD.sub(" ", text.lower()).split()
+        words = text.lower().translate(_WORD_CHARS).split()
     if not BOILERPLATE.isdisjoint(words):
         words = [w for w in words if w not in BOILERPLATE]
     return " ".join(words)
