@@ -260,7 +260,12 @@ def _own_words(specs: Sequence[TopicSpec]) -> set[str]:
     """Every inflection of the words the topics are defined with: such words never count as noise."""
     words = [w for s in specs for k in _dedupe(s.keywords) for form in k for w in form]
     words += [w for s in specs for w in _content_words(s.description)]
-    return {v for w in words if w not in _STOP for v in _variants(w)}
+    return {v for w in words if w not in _STOP for v in _plurals(w)}
+
+
+def _plurals(word: str) -> set[str]:
+    """A word and its plural or singular: the same thing named (``game``, ``games``), never another (``gaming``)."""
+    return {word, word + "s", word + "es"} | ({word[:-1]} if word.endswith("s") and not word.endswith("ss") else set())
 
 
 def _split_exclude(exclude: Sequence[str]) -> tuple[list[str], list[str]]:

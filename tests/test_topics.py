@@ -287,3 +287,19 @@ def test_dev_csv_holds_across_week_sizes_and_topic_shares(dev: tuple[list[str], 
         if 60 <= cell["requested_n"] <= 250:
             assert cell["f1"]["mean"] >= 0.78 and cell["recall"]["min"] >= 0.5, cell
             assert cell["chatter_dropped"]["min"] >= 0.6, cell
+
+
+def test_a_noise_word_that_inflects_a_topic_keyword_stays_noise() -> None:
+    """`game` (a Sports keyword) inflects to `gaming`, which the noise profile names: a gaming post is chatter's
+    evidence, not a Sports seed; `games` is still the topic's own word."""
+    sports = Topic(name="Sports", description="Sports results", keywords=("game", "match", "team"))
+    posts = [
+        "Streaming some gaming tonight on the new console",
+        "The home team won the game in overtime",
+        "Two games this weekend for the team",
+    ]
+    from digest.topics import DEFAULT_NOISE, _Batch, _evidence, normalize_many
+
+    ev = _evidence(_Batch(normalize_many(posts)), [sports], DEFAULT_NOISE)
+    assert ("gaming",) in {k[0] for k in ev.noise_keywords}
+    assert ev.seeds(np.ones(3, dtype=bool)).tolist() == [-1, 0, 0]  # gaming: topic 1 = noise 1, no seed
