@@ -23,7 +23,6 @@ counted, not written, and the next one that passes says how many were left out.
 from __future__ import annotations
 
 import asyncio
-import ipaddress
 import logging
 import resource
 import socket
@@ -35,6 +34,8 @@ from typing import Any
 import h11
 import uvicorn
 from uvicorn.protocols.http.h11_impl import H11Protocol
+
+from .ratelimit import ip_key
 
 __all__ = [
     "IDLE_TIMEOUT",
@@ -139,7 +140,7 @@ class GuardedH11(H11Protocol):
     def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
         super().connection_made(transport)
         peer = self.client[0] if self.client else "unknown"
-        if not self.guard.admit(self, _client_key(peer)):
+        if not self.guard.admit(self, ip_key(peer)):
             self.close()
             return
         self._admitted = True
@@ -181,17 +182,6 @@ class GuardedH11(H11Protocol):
         self._deadline = None
         if self.conn.their_state in (h11.IDLE, h11.SEND_BODY):
             self.close()
-
-
-def _client_key(host: str) -> str:
-    """The address a cap counts by: an IPv6 client by its /64 (one machine's usual share)."""
-    try:
-        address = ipaddress.ip_address(host)
-    except ValueError:
-        return host
-    if address.version == 6 and address.ipv4_mapped is None:
-        return str(ipaddress.ip_network(f"{address}/64", strict=False))
-    return str(address.ipv4_mapped or address) if address.version == 6 else str(address)
 
 
 class Throttle(logging.Filter):

@@ -56,12 +56,13 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from . import clock
 from . import subscribers as subs
+from .addresses import limit_key
 from .clean import safe_url
 from .compose import Edition, edition_path, environment, personalize, selection
 from .config import Settings
 from .errors import DigestError
 from .mail import MailError, Messenger
-from .ratelimit import SlidingWindow
+from .ratelimit import SlidingWindow, ip_key
 from .store import Store
 from .tokens import TokenError, make_token, read_token
 
@@ -371,8 +372,11 @@ class _Pages:
 
     def limit(self, kind: str, request: Request, address: str | None = None) -> None:
         """Count one request from the client's IP address (or, given one, for an email address)."""
-        client = request.client.host if request.client else "unknown"
-        window, key = (self.per_address[kind], address) if address is not None else (self.per_ip[kind], client)
+        client = ip_key(request.client.host) if request.client else "unknown"
+        if address is not None:  # counted per mailbox: victim+1@ and v.i.c.t.i.m@gmail.com are victim@
+            window, key = self.per_address[kind], limit_key(address)
+        else:
+            window, key = self.per_ip[kind], client
         wait = window.hit(key)
         if wait is not None:
             log.warning("rate limit: %s from %s (%s)", kind, client, "address" if address is not None else "IP")

@@ -22,7 +22,8 @@ from starlette.applications import Starlette
 from starlette.responses import PlainTextResponse
 from starlette.routing import Route
 
-from digest.serving import ConnectionGuard, Throttle, _client_key, guarded_protocol
+from digest.ratelimit import ip_key
+from digest.serving import ConnectionGuard, Throttle, guarded_protocol
 
 FILES = 256  # the open-file limit the server runs with; the attack opens more connections than this
 CONFIG = """
@@ -181,9 +182,9 @@ def test_the_total_cap_pushes_out_the_oldest_idle_connection_and_trusted_proxies
 
 
 def test_ipv6_clients_are_counted_by_their_64() -> None:
-    assert _client_key("2001:db8:1:2:aaaa::1") == _client_key("2001:db8:1:2:bbbb::2") == "2001:db8:1:2::/64"
-    assert _client_key("2001:db8:1:3::1") != _client_key("2001:db8:1:2::1")
-    assert _client_key("::ffff:203.0.113.7") == "203.0.113.7" and _client_key("203.0.113.7") == "203.0.113.7"
+    assert ip_key("2001:db8:1:2:aaaa::1") == ip_key("2001:db8:1:2:bbbb::2") == "2001:db8:1:2::/64"
+    assert ip_key("2001:db8:1:3::1") != ip_key("2001:db8:1:2::1")
+    assert ip_key("::ffff:203.0.113.7") == "203.0.113.7" and ip_key("203.0.113.7") == "203.0.113.7"
 
 
 def test_the_log_throttle_writes_one_line_per_cause_per_interval_with_a_count() -> None:
