@@ -534,6 +534,12 @@ def parse(text: str, path: Path | str = DEFAULT_PATH) -> Settings:
     except tomllib.TOMLDecodeError as exc:
         match = re.search(r"at line (\d+)", str(exc))
         raise ConfigError(f"{path}:{match.group(1) if match else 1}: invalid TOML: {exc}") from None
+    return parse_data(data, text, path)
+
+
+def parse_data(data: dict[str, Any], text: str, path: Path | str = DEFAULT_PATH) -> Settings:
+    """`parse` for TOML already read into ``data`` from ``text`` (which gives the lines)."""
+    path = Path(path)
     lines = _KeyLines(text)
     problems: list[tuple[int, str]] = []
 
