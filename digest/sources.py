@@ -41,6 +41,7 @@ from .errors import ConfigError, FetchError, PermanentFetchError, SourceError, o
 from .models import SourceState
 from .opml import OpmlFeed, OpmlGroup, read_opml, write_opml
 from .store import Store
+from .textnorm import strip_invisible
 
 __all__ = [
     "COMMON_PATHS",
@@ -88,7 +89,6 @@ _MASTODON_RSS = re.compile(r"^https?://([A-Za-z0-9.-]+)/@([A-Za-z0-9_]+)\.rss$",
 _TAG_RSS = re.compile(r"^https?://([A-Za-z0-9.-]+)/tags/(\w+)\.rss(?:\?limit=\d+)?$", re.IGNORECASE)
 _BLUESKY_RSS = re.compile(r"^https?://bsky\.app/profile/([^/?#]+)/rss$", re.IGNORECASE)
 _T = TypeVar("_T")
-_CONTROL = re.compile(r"[\x00-\x1f\x7f]")
 
 
 class ChoiceNeeded(SourceError):
@@ -257,7 +257,7 @@ def _as_url(raw: str) -> str:
 def _clean_name(name: str | None) -> str | None:
     if name is None:
         return None
-    cleaned = " ".join(_CONTROL.sub(" ", name).split())[:200]
+    cleaned = " ".join(strip_invisible(name).split())[:200]
     return cleaned or None
 
 
