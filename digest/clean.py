@@ -34,7 +34,13 @@ _SCHEMES = {"http", "https", "mailto"}
 _LAZY_SOURCES = ("data-src", "data-lazy-src", "data-original", "data-orig-file", "data-url")
 _PLACEHOLDER_SRC = re.compile(r"(^data:)|blank\.gif|spacer\.gif|placeholder|lazy[-_]?load|/1x1\.|pixel\.gif", re.I)
 _SIZE = re.compile(r"^\s*(\d+)(?:px)?\s*$")
-_STYLE_SIZE = re.compile(r"(?:^|;)\s*(?:width|height)\s*:\s*[01]px", re.I)
+# An image its own style hides or shrinks to nothing: width/height 0 (any unit), up to 2 px,
+# display:none, visibility:hidden, opacity:0. Each is a tracking pixel in a normal image's clothes.
+_STYLE_HIDDEN = re.compile(
+    r"(?:^|;)\s*(?:(?:max-)?(?:width|height)\s*:\s*(?:0*\.?0+(?:px|em|rem|pt|%|vw|vh)?|(?:[12](?:\.\d*)?|\.\d+)(?:px)?)"
+    r"|display\s*:\s*none|visibility\s*:\s*hidden|opacity\s*:\s*0*(?:\.0*)?)\s*(?:!important\s*)?(?:;|$)",
+    re.I,
+)
 # Image hosts and paths that only count opens: analytics beacons, feed and mail trackers.
 TRACKER_HOSTS = (
     "doubleclick.net",
@@ -174,10 +180,11 @@ def _image_source(img: lxml.html.HtmlElement, base_url: str) -> str:
 
 
 def _is_pixel(img: lxml.html.HtmlElement) -> bool:
+    """A tracking image: 2 pixels or less by its attributes or style, or hidden (``hidden``, a style)."""
     sizes = [_SIZE.match(img.get(a) or "") for a in ("width", "height")]
-    if any(m and int(m.group(1)) <= 2 for m in sizes):
+    if any(m and int(m.group(1)) <= 2 for m in sizes) or img.get("hidden") is not None:
         return True
-    return bool(_STYLE_SIZE.search(img.get("style") or ""))
+    return bool(_STYLE_HIDDEN.search(img.get("style") or ""))
 
 
 def _shorten(root: lxml.html.HtmlElement, limit: int) -> bool:

@@ -1169,22 +1169,18 @@ def serve(
       digest serve --host 127.0.0.1 --port 8080 --access-log
       digest serve --no-schedule          # pages only; cron runs `digest run`
     """
-    import logging
-
-    import uvicorn
-
+    from . import serving
     from .schedule import Scheduler
     from .subscribers import secret_of
     from .web import create_app
 
     settings = state.settings()
     secret_of(settings)
-    logging.basicConfig(level=log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     with Store.open(settings.database_url) as store:
         scheduler = None if no_schedule else Scheduler(settings, store)
         app = create_app(settings, store, scheduler=scheduler)
         err.print(f"serving {settings.subscription.public_url} on http://{host}:{port}", markup=False)
-        uvicorn.run(
+        serving.run(
             app,
             host=host,
             port=port,
@@ -1192,7 +1188,6 @@ def serve(
             forwarded_allow_ips=forwarded_allow_ips,
             access_log=access_log,
             log_level=log_level,
-            server_header=False,
         )
 
 

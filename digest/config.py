@@ -21,6 +21,7 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
+from . import addresses
 from .errors import ConfigError
 
 __all__ = [
@@ -432,9 +433,15 @@ class NoiseSettings(_Model):
 class Subscriber(_Model):
     """``[[subscribers]]``: a reader listed in the file, with the topics they receive."""
 
-    email: str = Field(pattern=r"^[^@\s]+@[^@\s]+\.[^@\s]+$", description="The reader's address.")
+    email: str = Field(description="The reader's address.")
     name: str | None = Field(None, description="The reader's name, for the greeting.")
     topics: tuple[str, ...] | None = Field(None, description="Topic names to receive; all topics when left out.")
+
+    @field_validator("email")
+    @classmethod
+    def _address(cls, value: str) -> str:
+        addresses.normalize(value)  # an AddressError (a ValueError) says what is wrong, in words
+        return value.strip()
 
 
 class MailSettings(_Model):
@@ -549,6 +556,8 @@ _SECTIONS: dict[str, type[_Model]] = {
 }
 _ARRAYS: dict[str, type[_Model]] = {"topics": Topic, "subscribers": Subscriber, "chats": ChatSettings}
 _TOP_KEYS = (*_SECTIONS, *_ARRAYS, "sources")
+# Every key a [[sources]] table may have, the kinds first (what a misspelt key most likely meant).
+_SOURCE_KEYS = tuple(dict.fromkeys([*SOURCE_KINDS, *(k for m in SOURCE_KINDS.values() for k in m.model_fields)]))
 
 
 def load(path: str | os.PathLike[str] | None = None) -> Settings:
@@ -574,12 +583,19 @@ def parse(text: str, path: Path | str = DEFAULT_PATH) -> Settings:
     except tomllib.TOMLDecodeError as exc:
         match = re.search(r"at line (\d+)", str(exc))
         raise ConfigError(f"{path}:{match.group(1) if match else 1}: invalid TOML: {exc}") from None
+    return parse_data(data, text, path)
+
+
+def parse_data(data: dict[str, Any], text: str, path: Path | str = DEFAULT_PATH) -> Settings:
+    """`parse` for TOML already read into ``data`` from ``text`` (which gives the lines)."""
+    path = Path(path)
     lines = _KeyLines(text)
     problems: list[tuple[int, str]] = []
 
-    def report(loc: tuple[Any, ...], message: str) -> None:
+    def report(loc: tuple[Any, ...], message: str, after: tuple[Any, ...] | None = None) -> None:
+        """Record a problem at ``loc``'s line; ``after``: list it after that key's problem (its cause)."""
         line = lines.find(loc)
-        problems.append((line, f"{path}:{line}: {_dotted(loc)}: {message}"))
+        problems.append((lines.find(after) if after else line, f"{path}:{line}: {_dotted(loc)}: {message}"))
 
     for key in data:
         if key not in _TOP_KEYS:
@@ -621,8 +637,13 @@ def _sources(raw: Any, report: Any) -> list[Source]:
     for i, item in enumerate(raw):
         kinds = [k for k in SOURCE_KINDS if isinstance(item, Mapping) and k in item]
         if len(kinds) != 1:
+            # An unknown key is most often the kind misspelt (feeed = ...): named first, with its line.
+            unknown = [k for k in item if k not in _SOURCE_KEYS] if isinstance(item, Mapping) else []
+            for key in unknown:
+                report(("sources", i, key), _unknown(key, _SOURCE_KEYS))
             found = " and ".join(kinds) if kinds else "none"
-            report(("sources", i), f"needs exactly one of {', '.join(SOURCE_KINDS)} (found {found})")
+            after = ("sources", i, unknown[-1]) if unknown else None
+            report(("sources", i), f"needs exactly one of {', '.join(SOURCE_KINDS)} (found {found})", after)
             continue
         sources.append(_section(SOURCE_KINDS[kinds[0]], item, ("sources", i), report))
     return sources

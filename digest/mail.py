@@ -26,6 +26,7 @@ from pathlib import Path
 from typing import Protocol
 from urllib.parse import quote, unquote
 
+from . import addresses
 from .config import MailSettings, expand_env, smtp_url
 from .errors import DigestError, one_line
 
@@ -138,7 +139,7 @@ class MessageTemplate:
         """A subscriber's message: headers and links filled in (HTML-escaped in the HTML part)."""
         greeting = f"Hi {greeting_name.strip()}," if greeting_name.strip() else "Hello,"
         headers = {
-            TO: _address_header(recipient),
+            TO: addresses.to_header(recipient),
             MESSAGE_ID: message_id,
             UNSUB_HTTP: links.one_click,
             UNSUB_MAILTO: links.mailto,
@@ -160,10 +161,6 @@ _TOKEN = re.compile(r"%%[A-Z_]+%%")
 
 def _fill(chunk: str, values: dict[str, str]) -> str:
     return _TOKEN.sub(lambda m: values.get(m.group(0), m.group(0)), chunk)
-
-
-def _address_header(address: str) -> str:
-    return email.utils.formataddr(("", address))
 
 
 def _short_lines(body: str) -> str:
@@ -305,6 +302,14 @@ class SmtpMessenger:
             if not conn.has_extn("8bitmime"):
                 message = _seven_bit(message)
             options = ["BODY=8BITMIME"] if conn.has_extn("8bitmime") else []
+            recipient = addresses.wire_form(recipient)
+            if addresses.needs_smtputf8(recipient):
+                if not conn.has_extn("smtputf8"):
+                    raise PermanentMailError(
+                        f"{self.where}: {recipient}: the server does not offer SMTPUTF8, which an address "
+                        "with non-ASCII letters before the @ needs"
+                    )
+                options.append("SMTPUTF8")
             self._expect(conn.mail(email.utils.parseaddr(sender)[1], options), 250, conn)
             self._expect(conn.rcpt(recipient), (250, 251), conn)
             self._expect(conn.docmd("DATA"), 354, conn)

@@ -9,6 +9,8 @@ import json
 from dataclasses import asdict, dataclass, field
 from datetime import datetime
 
+from .textnorm import strip_invisible
+
 __all__ = ["Author", "Decision", "Delivery", "Engagement", "Media", "Post", "Recipient", "SourceState"]
 
 
@@ -19,6 +21,10 @@ class Author:
     name: str = ""
     handle: str = ""
     url: str = ""
+
+    def __post_init__(self) -> None:
+        if self.name:  # no right-to-left override or zero-width character reaches an edition
+            object.__setattr__(self, "name", strip_invisible(self.name))
 
 
 @dataclass(frozen=True, slots=True)
@@ -71,6 +77,12 @@ class Post:
     content_warning: str = ""
     sensitive: bool = False
     engagement: Engagement = field(default_factory=Engagement)
+
+    def __post_init__(self) -> None:
+        for name in ("title", "content_warning"):  # every parser's posts pass here: cleaned once, at the edge
+            value = getattr(self, name)
+            if value:
+                object.__setattr__(self, name, strip_invisible(value))
 
     def document(self) -> str:
         """The text the topic filter reads: title, body, hashtags and image alt text."""

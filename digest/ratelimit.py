@@ -6,17 +6,19 @@
 Each key keeps the times of its last ``limit`` accepted hits; a refused hit is not recorded, so a
 client that keeps knocking is let in again once its oldest hit leaves the window. At most
 ``max_keys`` keys are remembered (the least recently used go first), so memory stays bounded
-under a flood of distinct addresses.
+under a flood of distinct addresses. `ip_key` is the client an IP address counts as (an IPv6
+client by its /64); `digest.addresses.limit_key` is the mailbox an email address counts as.
 """
 
 from __future__ import annotations
 
+import ipaddress
 import threading
 import time
 from collections import OrderedDict, deque
 from collections.abc import Callable, Hashable
 
-__all__ = ["SlidingWindow"]
+__all__ = ["SlidingWindow", "ip_key"]
 
 
 class SlidingWindow:
@@ -43,3 +45,17 @@ class SlidingWindow:
             while len(self._hits) > self.max_keys:
                 self._hits.popitem(last=False)
             return None
+
+
+def ip_key(host: str) -> str:
+    """The client a limit counts by: an IPv4 address as it is, an IPv6 one by its /64 (what one
+    customer or machine usually gets, so rotating through it is still one client)."""
+    try:
+        address = ipaddress.ip_address(host)
+    except ValueError:
+        return host
+    if isinstance(address, ipaddress.IPv6Address):
+        if address.ipv4_mapped is not None:
+            return str(address.ipv4_mapped)
+        return str(ipaddress.ip_network(f"{address}/64", strict=False))
+    return str(address)

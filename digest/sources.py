@@ -14,6 +14,7 @@ the source looks dead or mostly noise.
 from __future__ import annotations
 
 import asyncio
+import json
 import os
 import re
 import tempfile
@@ -26,7 +27,6 @@ from typing import Any, TypeVar
 from urllib.parse import urljoin, urlsplit
 
 import lxml.html
-import tomlkit
 from lxml import etree
 from pydantic import ValidationError
 
@@ -41,6 +41,7 @@ from .errors import ConfigError, FetchError, PermanentFetchError, SourceError, o
 from .models import SourceState
 from .opml import OpmlFeed, OpmlGroup, read_opml, write_opml
 from .store import Store
+from .textnorm import strip_invisible
 
 __all__ = [
     "COMMON_PATHS",
@@ -88,7 +89,6 @@ _MASTODON_RSS = re.compile(r"^https?://([A-Za-z0-9.-]+)/@([A-Za-z0-9_]+)\.rss$",
 _TAG_RSS = re.compile(r"^https?://([A-Za-z0-9.-]+)/tags/(\w+)\.rss(?:\?limit=\d+)?$", re.IGNORECASE)
 _BLUESKY_RSS = re.compile(r"^https?://bsky\.app/profile/([^/?#]+)/rss$", re.IGNORECASE)
 _T = TypeVar("_T")
-_CONTROL = re.compile(r"[\x00-\x1f\x7f]")
 
 
 class ChoiceNeeded(SourceError):
@@ -257,7 +257,7 @@ def _as_url(raw: str) -> str:
 def _clean_name(name: str | None) -> str | None:
     if name is None:
         return None
-    cleaned = " ".join(_CONTROL.sub(" ", name).split())[:200]
+    cleaned = " ".join(strip_invisible(name).split())[:200]
     return cleaned or None
 
 
@@ -747,7 +747,7 @@ def insert_sources(text: str, entries: Sequence[Mapping[str, Any]]) -> tuple[str
     ``[[sources]]`` table's content (its last key and any comment lines right under it) or at the
     end, and the inserted text. Pure."""
     nl = "\r\n" if "\r\n" in text else "\n"
-    tables = nl.join(tomlkit.dumps({"sources": [dict(e)]}).replace("\n", nl) for e in entries)
+    tables = nl.join(_sources_table(e, nl) for e in entries)
     offset = _end_of_last_sources(text)
     before, after = text[:offset], text[offset:]
     lead = "" if not before or before.endswith(nl) else nl
@@ -756,6 +756,20 @@ def insert_sources(text: str, entries: Sequence[Mapping[str, Any]]) -> tuple[str
     tail = nl if after.strip() and not after.startswith(nl) else ""
     inserted = lead + tables + tail
     return before + inserted + after, inserted
+
+
+def _sources_table(entry: Mapping[str, Any], nl: str) -> str:
+    """One ``[[sources]]`` table as tomlkit writes it (bare keys, basic strings), written directly:
+    tomlkit takes a millisecond a table, which was most of a 100,000-feed import. The values are
+    strings and lists of strings; a JSON string is a TOML basic string once DEL is escaped too, and
+    `_verify` reads the result back before anything is written."""
+
+    def value(v: Any) -> str:
+        if isinstance(v, list | tuple):
+            return "[" + ", ".join(value(x) for x in v) + "]"
+        return json.dumps(str(v), ensure_ascii=False).replace("\x7f", "\\u007f")
+
+    return nl.join(["[[sources]]", *(f"{key} = {value(v)}" for key, v in entry.items())]) + nl
 
 
 def _end_of_last_sources(text: str) -> int:
@@ -854,7 +868,7 @@ def _verify(path: Path, text: str, new_text: str, entries: Sequence[Mapping[str,
             "(sources written as an inline array?); add the entry by hand"
         )
     try:
-        config.parse(new_text, path)
+        config.parse_data(after, new_text, path)  # the TOML read once: a large import's file is big
     except ConfigError as exc:
         raise SourceError(f"{path}: left as it was: with the new entry it would not load: {exc.problems[0]}") from None
 

@@ -32,6 +32,7 @@ from email.policy import SMTP as SMTP_POLICY
 from pathlib import Path
 from typing import Any, Literal
 
+from . import addresses
 from .compose import environment
 from .config import Settings, expand_env
 from .delivery import links_for
@@ -64,10 +65,6 @@ __all__ = [
 ]
 
 STATES = ("pending", "confirmed", "unsubscribed", "bouncing")
-MAX_ADDRESS = 254  # RFC 5321: the longest path is 256 octets with its angle brackets
-MAX_LOCAL = 64
-_LOCAL = re.compile(r"[A-Za-z0-9!#$%&'*+/=?^_`{|}~-]+(\.[A-Za-z0-9!#$%&'*+/=?^_`{|}~-]+)*")
-_LABEL = re.compile(r"(?!-)[A-Za-z0-9-]{1,63}(?<!-)")
 
 Sent = Literal["confirm", "already", "welcome"]
 
@@ -93,30 +90,11 @@ class NotSubscribed(SubscriptionError):
 
 def normalize_email(raw: str) -> str:
     """A plain ``local@domain`` address, trimmed and lower-cased (an internationalized domain as
-    punycode); `InvalidInput` with a message a person can act on otherwise."""
-    value = (raw or "").strip()
-    if not value:
-        raise InvalidInput("Please enter your email address.")
-    if len(value) > MAX_ADDRESS:
-        raise InvalidInput(f"That email address is too long (at most {MAX_ADDRESS} characters).")
-    if any(ch.isspace() or ord(ch) < 32 or ord(ch) == 127 for ch in value):
-        raise InvalidInput("An email address cannot contain spaces or line breaks.")
-    local, at, domain = value.rpartition("@")
-    if not at or not local or not domain:
-        raise InvalidInput("That does not look like an email address (name@example.org).")
-    if len(local) > MAX_LOCAL or not _LOCAL.fullmatch(local):
-        raise InvalidInput("The part before the @ has characters an email address cannot have.")
+    punycode, a UTF-8 local part kept); `InvalidInput` with a message a person can act on otherwise."""
     try:
-        domain = domain.rstrip(".").encode("idna").decode("ascii")
-    except UnicodeError:
-        raise InvalidInput("The part after the @ is not a valid domain name.") from None
-    labels = domain.split(".")
-    if len(labels) < 2 or not all(_LABEL.fullmatch(label) for label in labels) or labels[-1].isdigit():
-        raise InvalidInput("The part after the @ is not a valid domain name (example.org).")
-    address = f"{local}@{domain}".lower()
-    if len(address) > MAX_ADDRESS:
-        raise InvalidInput(f"That email address is too long (at most {MAX_ADDRESS} characters).")
-    return address
+        return addresses.normalize(raw)
+    except addresses.AddressError as exc:
+        raise InvalidInput(str(exc)) from None
 
 
 def topic_names(settings: Settings) -> list[str]:
@@ -189,7 +167,7 @@ def build_message(settings: Settings, address: str, kind: Sent, now: datetime) -
     }
     msg = EmailMessage(policy=SMTP_POLICY)
     msg["From"] = settings.mail.from_
-    msg["To"] = email.utils.formataddr(("", address))
+    msg["To"] = addresses.to_header(address)
     if settings.mail.reply_to:
         msg["Reply-To"] = settings.mail.reply_to
     msg["Subject"] = subjects[kind]
@@ -198,7 +176,7 @@ def build_message(settings: Settings, address: str, kind: Sent, now: datetime) -
     msg["Auto-Submitted"] = "auto-generated"
     msg.set_content(env.get_template("confirm.txt").render(context), subtype="plain", charset="utf-8")
     msg.add_alternative(env.get_template("confirm.html").render(context), subtype="html", charset="utf-8")
-    return msg.as_bytes(policy=SMTP_POLICY)
+    return msg.as_bytes(policy=SMTP_POLICY.clone(utf8=True) if addresses.needs_smtputf8(address) else SMTP_POLICY)
 
 
 def schedule_label(settings: Settings) -> str:

@@ -9,10 +9,11 @@ from __future__ import annotations
 import html
 import re
 import string
+import unicodedata
 from functools import lru_cache
 from types import ModuleType
 
-__all__ = ["BOILERPLATE", "normalize", "normalize_many", "split_hashtag"]
+__all__ = ["BOILERPLATE", "normalize", "normalize_many", "split_hashtag", "strip_invisible"]
 
 # Words that only ever mark the shape of a post, never its subject.
 BOILERPLATE = frozenset({"rt", "mt", "via", "cc", "ht", "amp", "nbsp", "cont", "contd", "pic", "http", "https"})
@@ -137,3 +138,34 @@ def normalize_many(texts: list[str]) -> list[str]:
     """`normalize` over a batch, one result per text; a text repeated (a boost, a cross-post) is read once."""
     seen: dict[str, str] = {}
     return [seen[t] if t in seen else seen.setdefault(t, normalize(t)) for t in texts]
+
+
+_ASCII_CONTROL = re.compile(r"[\x00-\x1f\x7f]")
+_ZWNJ, _ZWJ = "\u200c", "\u200d"
+
+
+def strip_invisible(text: str) -> str:
+    """A name or title without the characters that show nothing but change what is shown: control
+    characters (Cc, made spaces), and format characters (Cf: the right-to-left override U+202E and
+    the other bidi controls, zero-width space U+200B, word joiner U+2060, BOM U+FEFF, soft hyphen),
+    dropped. What text needs stays: a zero-width joiner inside an emoji sequence (👩‍💻) and a
+    zero-width non-joiner between letters (Persian, Indic scripts)."""
+    if text.isascii():
+        return _ASCII_CONTROL.sub(" ", text) if _ASCII_CONTROL.search(text) else text
+    out = []
+    for i, ch in enumerate(text):
+        kind = unicodedata.category(ch)
+        if kind == "Cc":
+            out.append(" ")
+        elif kind != "Cf" or _needed_joiner(text, i):
+            out.append(ch)
+    return "".join(out)
+
+
+def _needed_joiner(text: str, i: int) -> bool:
+    if text[i] not in (_ZWJ, _ZWNJ) or i == 0 or i + 1 >= len(text):
+        return False
+    before, after = unicodedata.category(text[i - 1]), unicodedata.category(text[i + 1])
+    if text[i] == _ZWJ:  # emoji: a symbol (or its variation selector / modifier) on both sides
+        return before in ("So", "Sk", "Mn") and after in ("So", "Sk")
+    return before[0] in "LM" and after[0] == "L"

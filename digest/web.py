@@ -41,7 +41,7 @@ from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any, Protocol
-from urllib.parse import urlsplit
+from urllib.parse import quote, urlsplit
 from zoneinfo import ZoneInfo
 
 import jinja2
@@ -50,18 +50,19 @@ from starlette.concurrency import run_in_threadpool
 from starlette.datastructures import FormData
 from starlette.exceptions import HTTPException
 from starlette.requests import Request
-from starlette.responses import HTMLResponse, PlainTextResponse, Response
-from starlette.routing import Route
+from starlette.responses import HTMLResponse, PlainTextResponse, RedirectResponse, Response
+from starlette.routing import Match, Route
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from . import clock
 from . import subscribers as subs
+from .addresses import limit_key
 from .clean import safe_url
 from .compose import Edition, edition_path, environment, personalize, selection
 from .config import Settings
 from .errors import DigestError
 from .mail import MailError, Messenger
-from .ratelimit import SlidingWindow
+from .ratelimit import SlidingWindow, ip_key
 from .store import Store
 from .tokens import TokenError, make_token, read_token
 
@@ -211,6 +212,24 @@ class BodyLimit:
         await self.app(scope, replay, send)
 
 
+class SlashRedirect:
+    """``/editions/`` -> ``/editions``: a redirect built from ``public_url`` (a relative one without it),
+    never from the request's Host header, which anyone can set. Starlette's own would use Host."""
+
+    def __init__(self, app: ASGIApp, *, base: str, routes: list[Route]) -> None:
+        self.app, self.base, self.routes = app, base.rstrip("/"), routes
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        path = scope.get("path", "") if scope["type"] == "http" else ""
+        bare = path.rstrip("/")
+        if bare and bare != path and any(r.matches({**scope, "path": bare})[0] is Match.FULL for r in self.routes):
+            query = scope.get("query_string", b"").decode("latin-1")
+            location = f"{self.base}{quote(bare)}" + (f"?{query}" if query else "")
+            await RedirectResponse(location, status_code=308)(scope, receive, send)
+            return
+        await self.app(scope, receive, send)
+
+
 async def _too_large(send: Send, limit: int) -> None:
     text = f"Request too large: at most {limit // 1024} KB.\n".encode()
     headers = [(b"content-type", b"text/plain; charset=utf-8"), (b"content-length", str(len(text)).encode())]
@@ -271,6 +290,8 @@ def create_app(
         exception_handlers={HTTPException: pages.http_error, DigestError: pages.error, Exception: pages.crash},
         lifespan=lifespan,
     )
+    app.router.redirect_slashes = False  # SlashRedirect does it, from public_url
+    app.add_middleware(SlashRedirect, base=settings.subscription.public_url or "", routes=routes)
     app.add_middleware(BodyLimit)
     app.add_middleware(SecurityHeaders, hsts=(settings.subscription.public_url or "").startswith("https://"))
     return app
@@ -371,8 +392,11 @@ class _Pages:
 
     def limit(self, kind: str, request: Request, address: str | None = None) -> None:
         """Count one request from the client's IP address (or, given one, for an email address)."""
-        client = request.client.host if request.client else "unknown"
-        window, key = (self.per_address[kind], address) if address is not None else (self.per_ip[kind], client)
+        client = ip_key(request.client.host) if request.client else "unknown"
+        if address is not None:  # counted per mailbox: victim+1@ and v.i.c.t.i.m@gmail.com are victim@
+            window, key = self.per_address[kind], limit_key(address)
+        else:
+            window, key = self.per_ip[kind], client
         wait = window.hit(key)
         if wait is not None:
             log.warning("rate limit: %s from %s (%s)", kind, client, "address" if address is not None else "IP")

@@ -5,7 +5,7 @@
     sink.messages      # every accepted message, parsed, in arrival order
 
 ``flaky`` answers that share of transactions 451 (or 421 and hang up) at random; ``drop`` closes
-the connection in the middle of the message data. ``tls`` offers STARTTLS with a certificate from
+the connection in the middle of the message data; ``smtputf8=False`` is a server without SMTPUTF8. ``tls`` offers STARTTLS with a certificate from
 a test CA (``sink.ca_file``); ``auth`` requires a login. A message counts as accepted only when the
 server answers 250, as at a real server. ``meet=N`` holds every RCPT until N different
 connections have each sent one (at most 20 s, before any message data: a client kept waiting after
@@ -113,8 +113,9 @@ class SmtpSink:
         seed: int = 0,
         workdir: Path | None = None,
         meet: int = 0,
+        smtputf8: bool = True,
     ) -> None:
-        self.meet = meet
+        self.meet, self.smtputf8 = meet, smtputf8
         self.peers: set[Any] = set()
         self.reject = {a.lower() for a in reject or ()}
         self.flaky, self.drop = flaky, drop
@@ -139,7 +140,7 @@ class SmtpSink:
 
     def _kwargs(self) -> dict[str, Any]:
         kwargs: dict[str, Any] = {}
-        smtp: dict[str, Any] = {"decode_data": False, "enable_SMTPUTF8": True}
+        smtp: dict[str, Any] = {"decode_data": False, "enable_SMTPUTF8": self.smtputf8}
         if self.tls:
             import trustme
 

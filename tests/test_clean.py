@@ -22,6 +22,14 @@ CASES = [
     ("data: image", '<p>x<img src="data:image/png;base64,iVBOR" alt="inline"></p>', "<p>x</p>"),
     ("1x1 pixel", '<p>x<img src="https://t.example.org/o.gif" width="1" height="1"></p>', "<p>x</p>"),
     ("pixel by style", '<p>x<img src="https://t.example.org/o.gif" style="width:1px;height:1px"></p>', "<p>x</p>"),
+    ("pixel by style width:0", '<p>x<img src="https://t.example.org/o.gif" style="width:0"></p>', "<p>x</p>"),
+    ("pixel by style height:0 in em", '<p>x<img src="https://t.example.org/o.gif" style="border:0; height: 0em"></p>', "<p>x</p>"),
+    ("zero width attribute", '<p>x<img src="https://t.example.org/o.gif" width="0" alt="A"></p>', "<p>x</p>"),
+    ("hidden by display:none", '<p>x<img src="https://t.example.org/o.gif" style="display:none !important" alt="A"></p>', "<p>x</p>"),
+    ("hidden by visibility", '<p>x<img src="https://t.example.org/o.gif" style="visibility: hidden"></p>', "<p>x</p>"),
+    ("hidden by opacity", '<p>x<img src="https://t.example.org/o.gif" style="opacity:0"></p>', "<p>x</p>"),
+    ("hidden attribute", '<p>x<img src="https://t.example.org/o.gif" hidden alt="A"></p>', "<p>x</p>"),
+    ("a styled normal image stays", '<img src="https://a.example/x.png" alt="X" style="width:20px;max-width:100%;opacity:0.9">', '<img src="https://a.example/x.png" alt="X">'),
     ("tracker host", '<p>x<img src="https://feeds.feedburner.com/~r/blog/~4/abc"></p>', "<p>x</p>"),
     ("remote font @import", "<style>@import url(https://fonts.googleapis.com/css?family=Inter);</style><p>t</p>", "<p>t</p>"),
     ("remote font link", '<link rel="stylesheet" href="https://fonts.googleapis.com/css2?family=Inter"><p>t</p>', "<p>t</p>"),
@@ -111,3 +119,25 @@ def test_trackers() -> None:
     assert is_tracker("https://www.google-analytics.com/collect?v=1")
     assert is_tracker("https://example.org/wf/open?upn=abc")
     assert not is_tracker("https://files.mastodon.social/media/chart.png")
+
+
+@pytest.mark.parametrize(
+    ("raw", "expected"),
+    [
+        ("Ann\u202eKcatta", "AnnKcatta"),  # right-to-left override: what is shown is not what is written
+        ("FHIR\u200b news\u2060 \ufeffweekly\u200d", "FHIR news weekly"),
+        ("\u2066isolated\u2069 \u00adsoft", "isolated soft"),
+        ("tab\tand\x00nul", "tab and nul"),
+        ("👩\u200d💻 coder", "👩\u200d💻 coder"),  # an emoji sequence keeps its joiner
+        ("می\u200cخواهم", "می\u200cخواهم"),  # Persian keeps its non-joiner
+    ],
+)
+def test_invisible_characters_leave_names_and_titles(raw: str, expected: str) -> None:
+    from datetime import UTC, datetime
+
+    from digest.models import Author, Post
+
+    post = Post(
+        "id", "uri", "src", "https://x.example/1", datetime(2026, 1, 1, tzinfo=UTC), Author(name=raw), title=raw
+    )
+    assert " ".join(post.title.split()) == expected and " ".join(post.author.name.split()) == expected

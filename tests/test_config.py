@@ -86,6 +86,23 @@ def test_each_problem_names_file_line_and_key(text: str, expected: str) -> None:
     assert any(p.startswith(expected) for p in found), found
 
 
+def test_a_misspelt_source_kind_is_named_first_with_its_line_and_a_did_you_mean() -> None:
+    text = '[digest]\ntitle = "x"\n\n[[sources]]\nfeeed = "https://a.org/f"\nnaem = "A"\n'
+    assert problems(text) == [
+        "feeds.toml:5: sources[1].feeed: unknown key 'feeed' (did you mean 'feed'?)",
+        "feeds.toml:6: sources[1].naem: unknown key 'naem' (did you mean 'name'?)",
+        "feeds.toml:4: sources[1]: needs exactly one of feed, mastodon, hashtag, bluesky (found none)",
+    ]
+
+
+def test_a_bad_subscriber_address_is_told_in_words_not_a_pattern() -> None:
+    [problem] = problems('[[subscribers]]\nemail = "ana@example"\n')
+    assert problem.startswith("feeds.toml:2: subscribers[1].email: The part after the @-sign is not valid")
+    assert "pattern" not in problem
+    parsed = config.parse('[[subscribers]]\nemail = "jörg@bücher.example"\n', "feeds.toml")
+    assert parsed.subscribers[0].email == "jörg@bücher.example"  # a UTF-8 local part is fine
+
+
 def test_several_problems_are_all_reported_in_line_order() -> None:
     found = problems('[digest]\ntitel = "x"\ntimezone = "Nowhere"\n\n[[sources]]\nfeed = "nope"\n')
     assert [p.split(":")[1] for p in found] == ["2", "3", "6"]

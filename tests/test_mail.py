@@ -402,3 +402,24 @@ def test_digest_run_end_to_end_over_http_and_smtp(tmp_path: Path, capsys: pytest
         assert run_cli("--config", str(config), "run") == 0
         assert "messages written to" in capsys.readouterr().out
     assert len(list((outbox_dir / "outbox").glob("*/*.eml"))) == 3
+
+
+def test_an_address_with_a_utf8_local_part_is_sent_with_smtputf8(tmp_path: Path) -> None:
+    sink = SmtpSink()
+    with sink.running() as port:
+        settings = setup(tmp_path, smtp_section(port), ["jörg@bücher.example", "ana@example.org"])
+        result = send(settings)
+    assert not result.failed, result.failed
+    assert sorted(sink.by_recipient()) == ["ana@example.org", "jörg@xn--bcher-kva.example"]
+    [message] = [m for m in sink.messages if "j" in str(m["To"]) and "ana" not in str(m["To"])]
+    assert "jörg@" in str(message["To"])
+
+
+def test_a_utf8_local_part_on_a_server_without_smtputf8_is_one_clear_failure(tmp_path: Path) -> None:
+    sink = SmtpSink(smtputf8=False)
+    with sink.running() as port:
+        settings = setup(tmp_path, smtp_section(port), ["jörg@bücher.example", "ana@example.org"])
+        result = send(settings)
+    assert sink.by_recipient() == {"ana@example.org": 1}
+    [failure] = result.failed
+    assert "SMTPUTF8" in failure[1] and "\n" not in failure[1]

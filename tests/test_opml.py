@@ -263,6 +263,49 @@ def test_a_bad_file_writes_nothing(tmp_path: Path, capsys: pytest.CaptureFixture
     assert path.read_bytes() == before
 
 
+def big_opml(feeds: int, folder_size: int = 50) -> bytes:
+    """An export of ``feeds`` feeds in folders, as a large reader's looks."""
+    out = ['<?xml version="1.0" encoding="UTF-8"?>\n<opml version="2.0"><head><title>big</title></head><body>\n']
+    for i in range(feeds):
+        if i % folder_size == 0:
+            out.append(("</outline>\n" if i else "") + f'<outline text="Folder {i // folder_size}">\n')
+        out.append(f'<outline type="rss" text="Site {i}" xmlUrl="https://site{i}.example.org/feed.xml"/>\n')
+    out.append("</outline>\n</body></opml>\n")
+    return "".join(out).encode()
+
+
+def test_a_file_over_the_size_cap_is_refused_in_one_line_and_nothing_is_written(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import digest.opml
+
+    monkeypatch.setattr(digest.opml, "MAX_BYTES", 2_000_000)  # the cap, lowered so the test stays small
+    path = write_config(tmp_path)
+    before = path.read_bytes()
+    (tmp_path / "huge.opml").write_bytes(big_opml(25_000))  # about 2.2 MB
+    assert run_cli("--config", str(path), "sources", "import", str(tmp_path / "huge.opml")) == 1
+    err = capsys.readouterr().err.strip()
+    assert err.endswith("huge.opml: larger than 2 MB; not a subscription list (split it)") and "\n" not in err
+    assert path.read_bytes() == before
+    with pytest.raises(OpmlError, match="larger than 2 MB"):
+        parse_opml(big_opml(25_000))
+
+
+def test_a_large_export_is_read_as_a_stream_and_imported_in_one_write(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    (tmp_path / "big.opml").write_bytes(big_opml(3_000))
+    document = read_opml(tmp_path / "big.opml")
+    assert len(document.feeds) == 3_000 and document.title == "big"
+    assert document.feeds[2_999] == OpmlFeed(
+        "https://site2999.example.org/feed.xml", "Site 2999", "", ("Folder 59",), 2 + 1 + 59 * 2 + 3_000
+    )
+    path = write_config(tmp_path)
+    assert run_cli("--config", str(path), "sources", "import", str(tmp_path / "big.opml")) == 0
+    assert capsys.readouterr().out.strip().startswith("added 3000")
+    assert len(config.load(path).sources) >= 3_000
+
+
 def test_import_check_skips_dead_feeds_saying_why(
     tmp_path: Path, http_server: TestServer, capsys: pytest.CaptureFixture[str]
 ) -> None:

@@ -167,7 +167,7 @@ def test_store_errors_never_show_the_password(database: str, reason: str) -> Non
 # SQLite only: a file that is not a database.
 def test_unopenable_database_is_a_store_error(tmp_path: Path) -> None:
     (tmp_path / "digest.db").write_bytes(b"this is not sqlite" * 100)
-    with pytest.raises(StoreError, match="file is not a database: .* restore it from a backup"):
+    with pytest.raises(StoreError, match=r"file is not a database: .* restore it from a backup"):
         Store.open(url(tmp_path))
 
 

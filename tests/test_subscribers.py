@@ -49,6 +49,7 @@ def test_normalize_email() -> None:
     assert subs.normalize_email("o'neil@example.org") == "o'neil@example.org"
     assert subs.normalize_email("ana@bücher.example") == "ana@xn--bcher-kva.example"
     assert subs.normalize_email("ana@example.org.") == "ana@example.org"
+    assert subs.normalize_email("Jörg@Bücher.example") == "jörg@xn--bcher-kva.example"  # SMTPUTF8
     for bad in (
         "ana@example.org\r\nBcc: x@y.org",
         "a b@c.org",

@@ -380,28 +380,35 @@ def test_an_old_form_and_a_cross_site_post_are_refused(site: Site) -> None:
 # -- input validation ---------------------------------------------------------------------------------
 
 
+def test_an_address_with_a_utf8_local_part_is_accepted(site: Site) -> None:
+    _, answer = subscribe(site, "Jörg@Bücher.example")
+    assert answer.status_code == 200, answer.text
+    found = site.store.subscriber("jörg@xn--bcher-kva.example")
+    assert found is not None and found.status == "pending"
+    assert len(site.mail.to("jörg@xn--bcher-kva.example")) == 1
+
+
 @pytest.mark.parametrize(
     ("address", "message"),
     [
         ("", "Please enter your email address"),
         ("   ", "Please enter your email address"),
-        ("ana", "does not look like an email address"),
-        ("ana@", "does not look like an email address"),
-        ("@example.org", "does not look like an email address"),
-        ("ana@example", "not a valid domain name"),
-        ("ana@-example.org", "not a valid domain name"),
-        ("ana@example..org", "not a valid domain name"),
-        ("ana@127.0.0.1", "not a valid domain name"),
+        ("ana", "must have an @-sign"),
+        ("ana@", "something after the @-sign"),
+        ("@example.org", "something before the @-sign"),
+        ("ana@example", "It should have a period"),
+        ("ana@-example.org", "cannot have a hyphen immediately after the @-sign"),
+        ("ana@example..org", "two periods in a row"),
+        ("ana@127.0.0.1", "not within a valid top-level domain"),
         ("ana smith@example.org", "cannot contain spaces"),
         ("ana@example.org\r\nBcc: victim@example.org", "cannot contain spaces or line breaks"),
         ("ana@example.org\nSubject: hi", "cannot contain spaces or line breaks"),
-        ("ana@example.org%0d%0aBcc:x@y.org", "characters an email address cannot have"),
-        ("<ana@example.org>", "characters an email address cannot have"),
-        ("ana@example.org,ben@example.org", "characters an email address cannot have"),
-        ('"ana"@example.org', "characters an email address cannot have"),
-        ("ana..smith@example.org", "characters an email address cannot have"),
-        ("ánä@example.org", "characters an email address cannot have"),
-        ("a" * 65 + "@example.org", "characters an email address cannot have"),
+        ("ana@example.org%0d%0aBcc:x@y.org", "invalid characters"),
+        ("<ana@example.org>", "angle brackets around the email address are not permitted"),
+        ("ana@example.org,ben@example.org", "invalid characters"),
+        ('"ana"@example.org', "Quoting the part before the @-sign is not allowed"),
+        ("ana..smith@example.org", "two periods in a row"),
+        ("a" * 65 + "@example.org", "before the @-sign is too long"),
         ("ana@" + "a" * 250 + ".org", "too long"),
         ("x" * 5000, "too long"),
         ("ana@exa\x00mple.org", "cannot contain spaces or line breaks"),
@@ -542,6 +549,35 @@ def test_rate_limit_per_ip_and_per_address(tmp_path: Path) -> None:
         site.close()
 
 
+def test_the_address_limit_counts_the_mailbox_not_its_plus_tags_or_gmail_dots(tmp_path: Path) -> None:
+    site = make_site(tmp_path, CONFIG.replace("limit_per_address = 5", "limit_per_address = 2"))
+    try:
+        tagged = [f"victim+{i}@example.org" for i in range(4)]
+        codes = [subscribe(site, a, ip=f"203.0.113.{10 + i}")[1].status_code for i, a in enumerate(tagged)]
+        assert codes == [200, 200, 429, 429]
+        dotted = ["v.ictim@gmail.com", "Vic.Tim+x@googlemail.com", "victim@gmail.com"]
+        codes = [subscribe(site, a, ip=f"203.0.113.{20 + i}")[1].status_code for i, a in enumerate(dotted)]
+        assert codes == [200, 200, 429]
+        # the address is kept as typed (lower-cased): the tag and the dots are the reader's to keep
+        assert site.store.subscriber("victim+1@example.org") is not None
+        assert site.store.subscriber("vic.tim+x@googlemail.com") is not None
+        assert len(site.mail.to("victim+1@example.org")) == 1
+        # dots count only where the provider ignores them
+        assert subscribe(site, "vic.tim@example.org", ip="203.0.113.30")[1].status_code == 200
+    finally:
+        site.close()
+
+
+def test_the_ip_limit_counts_an_ipv6_client_by_its_64(tmp_path: Path) -> None:
+    site = make_site(tmp_path, CONFIG.replace("limit_per_ip = 50", "limit_per_ip = 2"))
+    try:
+        codes = [subscribe(site, f"r{i}@example.org", ip=f"2001:db8:7:7::{i + 1:x}")[1].status_code for i in range(3)]
+        assert codes == [200, 200, 429]
+        assert subscribe(site, "r8@example.org", ip="2001:db8:7:8::1")[1].status_code == 200  # the next /64
+    finally:
+        site.close()
+
+
 # -- GET never changes state ---------------------------------------------------------------------------
 
 
@@ -657,3 +693,40 @@ def test_every_response_carries_the_security_headers(site: Site) -> None:
 def test_health(site: Site) -> None:
     answer = site.client().get("/healthz")
     assert answer.status_code == 200 and answer.text == "ok\n"
+
+
+# -- redirects ------------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("path", ["/editions/", "/manage/", "/feed.atom/", "/editions//"])
+def test_a_trailing_slash_redirects_to_public_url_whatever_the_host_header(site: Site, path: str) -> None:
+    answer = site.client().get(path, headers={"host": "evil.example"})
+    assert answer.status_code in (301, 307, 308), answer.status_code
+    assert answer.headers["location"] == f"{PUBLIC}{path.rstrip('/')}"
+
+
+def test_without_a_public_url_the_redirect_is_relative() -> None:
+    # The app itself needs public_url (its links do), so the middleware is tried on its own here.
+    import asyncio
+
+    import httpx
+    from starlette.applications import Starlette
+    from starlette.responses import PlainTextResponse
+    from starlette.routing import Route
+
+    from digest.web import SlashRedirect
+
+    routes = [Route("/editions", lambda request: PlainTextResponse("ok"))]
+    app = SlashRedirect(Starlette(routes=routes), base="", routes=routes)
+
+    async def get() -> httpx.Response:
+        transport = httpx.ASGITransport(app=app)
+        async with httpx.AsyncClient(transport=transport, base_url="http://evil.example") as client:
+            return await client.get("/editions/?x=1")
+
+    answer = asyncio.run(get())
+    assert answer.status_code == 308 and answer.headers["location"] == "/editions?x=1"
+
+
+def test_no_redirect_for_a_path_that_has_no_page(site: Site) -> None:
+    assert site.client().get("/nothing-here/", headers={"host": "evil.example"}).status_code == 404

@@ -49,12 +49,15 @@ def parse_feed(body: bytes, url: str, source: str, content_type: str = "", now: 
     head = body[:512].lstrip(b"\xef\xbb\xbf \t\r\n")
     if "json" in content_type.lower() or head.startswith(b"{"):
         return _parse_json_feed(body, url, source, now)
-    parsed = feedparser.parse(
-        body,
-        response_headers={"content-type": content_type or "application/xml", "content-location": url},
-        sanitize_html=False,
-        resolve_relative_uris=False,
-    )
+    try:
+        parsed = feedparser.parse(
+            body,
+            response_headers={"content-type": content_type or "application/xml", "content-location": url},
+            sanitize_html=False,
+            resolve_relative_uris=False,
+        )
+    except Exception as exc:  # feedparser's own crashes on hostile bytes (a bad encoding name, odd media tags)
+        raise PermanentFetchError(f"{url}: not a feed that can be read ({type(exc).__name__}: {exc})") from None
     if not parsed.entries and (parsed.get("bozo") or not parsed.get("version")):
         raise PermanentFetchError(_not_a_feed(body, parsed))
     feed = parsed.feed
