@@ -336,13 +336,13 @@ def _match_answers(
         return None
 
     for post in rest:
-        label = _answer_label(post.text)
+        answer = _answer_label(post.text)
         found = None
-        if label is not None and label in by_key:
-            found = by_key[label].id
-        elif label is not None and not label[1] and by_num.get(label[0]):
+        if answer is not None and answer in by_key:
+            found = by_key[answer].id
+        elif answer is not None and not answer[1] and by_num.get(answer[0]):
             # "A3" when the host asked T3a and T3b: the thread says which, else the latest asked before it
-            options = by_num[label[0]]
+            options = by_num[answer[0]]
             via = threaded(post)
             before = [q for q in options if q.published <= post.published]
             found = via if via in {q.id for q in options} else (before[-1] if before else options[0]).id

@@ -9,6 +9,7 @@ from __future__ import annotations
 import html as htmllib
 import re
 from dataclasses import dataclass
+from typing import Any
 from urllib.parse import urljoin, urlsplit
 
 import lxml.etree
@@ -240,7 +241,7 @@ def _filter_attribute(tag: str, name: str, value: str) -> str | None:
 
 def _nh3(html: str, base_url: str) -> str:
     base = safe_url(base_url)
-    relative: object = ("rewrite_with_base", base) if base.startswith(("http://", "https://")) else "deny"
+    relative: Any = ("rewrite_with_base", base) if base.startswith(("http://", "https://")) else "deny"
     return nh3.clean(
         html,
         tags=_TAGS,

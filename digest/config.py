@@ -348,7 +348,7 @@ class BlueskySource(_Model):
 
 
 Source = FeedSource | MastodonSource | HashtagSource | BlueskySource
-SOURCE_KINDS: dict[str, type[BaseModel]] = {
+SOURCE_KINDS: dict[str, type[_Model]] = {
     "feed": FeedSource,
     "mastodon": MastodonSource,
     "hashtag": HashtagSource,
@@ -600,14 +600,17 @@ def parse_data(data: dict[str, Any], text: str, path: Path | str = DEFAULT_PATH)
     for key in data:
         if key not in _TOP_KEYS:
             report((key,), _unknown(key, _TOP_KEYS))
-    sections = {name: _section(model, data.get(name, {}), (name,), report) for name, model in _SECTIONS.items()}
+    sections: dict[str, Any] = {
+        name: _section(model, data.get(name, {}), (name,), report) for name, model in _SECTIONS.items()
+    }
     arrays = {name: _array(model, data.get(name, []), name, report) for name, model in _ARRAYS.items()}
     sources = _sources(data.get("sources", []), report)
     if not problems:
         _cross_check(sections, arrays, sources, report)
     if problems:
         raise ConfigError([message for _, message in sorted(problems, key=lambda p: p[0])])
-    return Settings(path=path, sources=tuple(sources), **sections, **{k: tuple(v) for k, v in arrays.items()})
+    tables: dict[str, Any] = {k: tuple(v) for k, v in arrays.items()}
+    return Settings(path=path, sources=tuple(sources), **sections, **tables)
 
 
 def _section(model: type[_Model], raw: Any, loc: tuple[Any, ...], report: Any) -> Any:

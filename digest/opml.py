@@ -128,7 +128,7 @@ def _parse(source: io.IOBase, name: str) -> OpmlDocument:
             if tag == "outline" or len(path) == 2:  # read: nothing of it, or of those before it, is needed again
                 element.clear(keep_tail=False)
                 while element.getprevious() is not None:
-                    del element.getparent()[0]  # type: ignore[index]
+                    del element.getparent()[0]
     except etree.XMLSyntaxError as exc:
         message = re.sub(r",? line \d+, column \d+$", "", str(exc.msg or exc)).strip()
         raise OpmlError(f"{name}:{exc.lineno or 1}: not well-formed XML: {message}") from None

@@ -129,7 +129,7 @@ def _preference(post: Post) -> tuple[bool, datetime, str, str]:
 
 
 def _identity_keys(post: Post) -> list[tuple[str, ...]]:
-    keys = [("id", post.id)]
+    keys: list[tuple[str, ...]] = [("id", post.id)]
     text = normalize(" ".join(p for p in (post.title, post.text) if p))
     if not text:
         return keys

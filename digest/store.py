@@ -315,14 +315,24 @@ def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
 _ENVIRONMENT_FAILURES = (
     ("database or disk is full", "the disk (or the database's size limit) is full: free some space and run it again"),
     ("disk I/O error", "the disk failed a read or write: check the disk and free space, then run it again"),
-    ("database disk image is malformed", "the database file is corrupt: restore it from a backup, or move it "
-     "away to start afresh"),
-    ("file is not a database", "the file is not a digest database (corrupt, or another program's): restore it "
-     "from a backup, or move it away to start afresh"),
-    ("attempt to write a readonly database", "the database is read-only here: check the permissions of the "
-     "file and of its folder"),
-    ("unable to open database file", "the database cannot be opened: check that its folder exists and that "
-     "this user may read and write the file and the folder"),
+    (
+        "database disk image is malformed",
+        "the database file is corrupt: restore it from a backup, or move it away to start afresh",
+    ),
+    (
+        "file is not a database",
+        "the file is not a digest database (corrupt, or another program's): restore it "
+        "from a backup, or move it away to start afresh",
+    ),
+    (
+        "attempt to write a readonly database",
+        "the database is read-only here: check the permissions of the file and of its folder",
+    ),
+    (
+        "unable to open database file",
+        "the database cannot be opened: check that its folder exists and that "
+        "this user may read and write the file and the folder",
+    ),
 )
 
 
@@ -625,10 +635,10 @@ class Store:
         kept = sum(1 for _, d in verdicts if d.topics)
         with self.engine.begin() as conn:
             run = conn.execute(
-                filter_runs.insert().values(
-                    ran_at=ran_at, since=since, until=until, topics=list(topics), posts=len(verdicts), kept=kept
-                )
-            ).inserted_primary_key[0]
+                filter_runs.insert()
+                .values(ran_at=ran_at, since=since, until=until, topics=list(topics), posts=len(verdicts), kept=kept)
+                .returning(filter_runs.c.id)
+            ).scalar_one()
             rows = [
                 {
                     "run_id": run,

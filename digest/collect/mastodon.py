@@ -6,6 +6,7 @@ import json
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass, replace
+from datetime import UTC, datetime
 from typing import Any
 from urllib.parse import quote, urlencode
 
@@ -24,6 +25,8 @@ API_PAGE = 40
 TAG_RSS_LIMIT = 200
 _OPT_OUT = re.compile(r"#no(bot|index)\b", re.IGNORECASE)
 _FALLBACK_STATUSES = {401, 403, 404, 405, 422, 501}
+
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)  # a status with no readable date: the oldest possible
 
 
 def opted_out(account: dict[str, Any]) -> bool:
@@ -59,7 +62,7 @@ def status_post(status: dict[str, Any], server: str, source: str, parents: Mappi
         uri=identity,
         source=source,
         url=url,
-        published=parse_datetime(status.get("created_at")) or parse_datetime("1970-01-01T00:00:00Z"),
+        published=parse_datetime(status.get("created_at")) or _EPOCH,
         author=Author(
             plain(str(account.get("display_name") or account.get("username") or "")),
             handle_of(account, server),
