@@ -21,6 +21,7 @@ BENCHMARKS: dict[str, tuple[str, ...]] = {
     "send": ("send",),
     "weekly": ("weekly",),
     "quality": ("quality", "quality_multi"),
+    "shared": ("collect_workers", "send_workers"),
 }
 
 

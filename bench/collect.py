@@ -87,7 +87,8 @@ def run(quick: bool) -> dict[str, Entry]:
 
 def _config_text(urls: list[str]) -> str:
     sources = "".join(f'[[sources]]\nfeed = "{url}"\n\n' for url in urls)
-    return f'[digest]\ndatabase = "digest.db"\n\n{sources}'
+    # refetch_after = 0: collect_304 collects again at once, which by default leaves every source alone.
+    return f'[digest]\ndatabase = "digest.db"\n\n[collect]\nrefetch_after = 0\n\n{sources}'
 
 
 def _collect_in_child(folder: Path, urls: list[str], name: str) -> dict[str, Any]:

@@ -27,7 +27,7 @@ from sqlalchemy import exc as sa_exc
 
 from . import __version__, clock
 from . import config as config_mod
-from .collect import SourceResult, collect, jobs_for
+from .collect import SourceResult, collect, held_line, jobs_for
 from .delivery import SendReport, send_week
 from .errors import ConfigError, DigestError, one_line
 from .models import Decision, Post
@@ -147,8 +147,12 @@ def collect_cmd(state: _State, as_json: bool, quiet: bool) -> None:
 
     Sources are fetched concurrently; one failing source never stops the rest.
     Meant to run often (hourly from cron or a systemd timer): unchanged feeds
-    answer 304 and cost almost nothing. Exits 0 when the run completed, even if
-    some sources failed, and 1 only when every source failed.
+    answer 304 and cost almost nothing. Runs started together (cron beside
+    `digest serve`, other machines on one database) share the sources: each
+    fetches what it claims and reports the rest as held by other runs, and a
+    source fetched less than [collect] refetch_after ago is not fetched again.
+    Exits 0 when the run completed, even if some sources failed, and 1 only
+    when every source that was tried failed.
 
     \b
     Examples:
@@ -194,11 +198,16 @@ def _progress(total: int, quiet: bool) -> Iterator[Callable[[SourceResult], None
 
 def _print_collect_summary(summary: dict[str, Any]) -> None:
     table = Table(title="digest collect", title_justify="left")
-    for column in ("kind", "sources", "fetched", "not modified", "failed", "skipped", "new posts"):
+    held = bool(summary["held_elsewhere"])
+    columns = ["kind", "sources", "fetched", "not modified", "failed", "skipped", "new posts"]
+    keys = ["sources", "ok", "not_modified", "failed", "skipped", "new_posts"]
+    if held:  # only when other runs share the sources
+        columns.insert(-1, "other runs")
+        keys.insert(-1, "held_elsewhere")
+    for column in columns:
         table.add_column(column, justify="left" if column == "kind" else "right")
     for kind, row in summary["kinds"].items():
-        values = (row["sources"], row["ok"], row["not_modified"], row["failed"], row["skipped"], row["new_posts"])
-        table.add_row(kind, *map(str, values))
+        table.add_row(kind, *(str(row[k]) for k in keys))
     out.print(table)
     for error in summary["errors"]:
         out.print(f"[red]failed[/red]  {error['source']}: {error['error']}", markup=True, highlight=False)
@@ -207,6 +216,8 @@ def _print_collect_summary(summary: dict[str, Any]) -> None:
     for item in summary["notes"]:
         out.print(f"note    {item['source']}: {item['note']}", markup=False)
     out.print(f"{summary['new_posts']} new posts from {summary['sources']} sources.")
+    if held:
+        out.print(held_line(len(summary["held_elsewhere"])), markup=False)
 
 
 def _now() -> datetime:
@@ -524,6 +535,8 @@ def run(state: _State, as_json: bool, quiet: bool) -> None:
                 f"{c.count('failed')} failed",
                 markup=False,
             )
+            if c.count("held_elsewhere"):
+                out.print(held_line(c.count("held_elsewhere")), markup=False)
         for e in collected.as_dict()["errors"]:
             err.print(f"{e['source']}: {e['error']}", markup=False)
         _print_send(report, settings, False, quiet)

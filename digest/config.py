@@ -233,6 +233,12 @@ class CollectSettings(_Model):
     )
     retry_window_hours: float = Field(24.0, gt=0, description="How long a failing source rests between tries.")
     page_limit: int = Field(10, ge=1, le=200, description="Most API pages read back per source per run.")
+    refetch_after: float = Field(
+        60.0,
+        ge=0,
+        description="Seconds a source fetched by one run is left alone by runs starting after it (overlapping "
+        "or back-to-back collects, other machines); 0: only a source being fetched right now is left alone.",
+    )
     servers: tuple[str, ...] = Field(
         ("mastodon.social",), description="Mastodon servers searched for a hashtag that names none."
     )

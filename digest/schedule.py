@@ -99,6 +99,8 @@ def collect_job(settings: Settings, store: Store, now: datetime) -> tuple[bool, 
         f"{report.new_posts} new posts; {report.count('ok') + report.count('not_modified')} sources answered, "
         f"{report.count('failed')} failed"
     )
+    if report.count("held_elsewhere"):
+        line += f", {report.count('held_elsewhere')} held by other runs"
     return not report.all_failed, line
 
 

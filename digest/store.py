@@ -20,7 +20,7 @@ import re
 import time
 from collections.abc import Callable, Collection, Iterable, Iterator, Sequence
 from contextlib import contextmanager
-from dataclasses import asdict, dataclass, fields
+from dataclasses import asdict, dataclass, field, fields
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any, TypeVar
@@ -33,7 +33,7 @@ from . import clock, leases
 from .errors import LostClaim, StoreError
 from .models import Author, Decision, Delivery, Engagement, Media, Post, Recipient, SourceState
 
-__all__ = ["SCHEMA_VERSION", "DeliveryLog", "FilterRun", "Store", "display_url", "suppression_hash"]
+__all__ = ["SCHEMA_VERSION", "DeliveryLog", "FilterRun", "SourceClaims", "Store", "display_url", "suppression_hash"]
 
 
 class UTCDateTime(sa.types.TypeDecorator[datetime]):
@@ -75,6 +75,8 @@ sources = sa.Table(
     sa.Column("newest_post", UTCDateTime),
     sa.Column("gap_possible", sa.Boolean, nullable=False, default=False),
     sa.Column("note", sa.String, nullable=False, default=""),
+    sa.Column("owner", sa.String, nullable=False, default=""),  # the collect run fetching it now (`leases`)
+    sa.Column("lease_until", UTCDateTime, nullable=True),  # that claim lapses then unless renewed
 )
 
 posts = sa.Table(
@@ -234,22 +236,19 @@ def _move_unsubscribed_to_suppressions(conn: Connection) -> None:
     conn.execute(subscribers.delete().where(subscribers.c.status == "unsubscribed"))
 
 
-def _add_in_reply_to(conn: Connection) -> None:
-    """Migration 5: posts keep their parent's identity (chat recaps thread replies); existing rows get ''."""
-    if "in_reply_to" not in {c["name"] for c in sa.inspect(conn).get_columns("posts")}:
-        conn.exec_driver_sql("ALTER TABLE posts ADD COLUMN in_reply_to VARCHAR NOT NULL DEFAULT ''")
+def _add_columns(table: str, ddl: dict[str, str]) -> Callable[[Connection], None]:
+    """A migration step adding each column of ``ddl`` (name -> type and default) that ``table`` lacks."""
+
+    def add(conn: Connection) -> None:
+        have = {c["name"] for c in sa.inspect(conn).get_columns(table)}
+        for column, spec in ddl.items():
+            if column not in have:
+                conn.exec_driver_sql(f"ALTER TABLE {table} ADD COLUMN {column} {spec}")
+
+    return add
 
 
-def _add_delivery_claims(conn: Connection) -> None:
-    """Migration 6: a delivery is claimed by one run (owner, lease) and counts uncertain handovers."""
-    have = {c["name"] for c in sa.inspect(conn).get_columns("deliveries")}
-    for column, ddl in (
-        ("owner", "VARCHAR NOT NULL DEFAULT ''"),
-        ("lease_until", "TIMESTAMP"),
-        ("uncertain", "INTEGER NOT NULL DEFAULT 0"),
-    ):
-        if column not in have:
-            conn.exec_driver_sql(f"ALTER TABLE deliveries ADD COLUMN {column} {ddl}")
+_CLAIM_COLUMNS = {"owner": "VARCHAR NOT NULL DEFAULT ''", "lease_until": "TIMESTAMP"}
 
 
 Migration = str | Callable[[Connection], None]
@@ -260,8 +259,9 @@ MIGRATIONS: dict[int, Sequence[Migration]] = {
     2: [lambda conn: metadata.create_all(conn, tables=[filter_runs, decisions])],  # the topic filter's record
     3: [lambda conn: metadata.create_all(conn, tables=[subscribers, editions, deliveries])],  # the mailer's
     4: [_move_unsubscribed_to_suppressions],  # the subscription pages: suppressions, the serve schedule's jobs
-    5: [_add_in_reply_to],  # chat recaps: a post's parent
-    6: [_add_delivery_claims],  # several runs share a week's sending: claims and leases
+    5: [_add_columns("posts", {"in_reply_to": "VARCHAR NOT NULL DEFAULT ''"})],  # chat recaps: a post's parent
+    6: [_add_columns("deliveries", {**_CLAIM_COLUMNS, "uncertain": "INTEGER NOT NULL DEFAULT 0"})],  # shared sending
+    7: [_add_columns("sources", _CLAIM_COLUMNS)],  # several collect runs share the sources: claims and leases
 }
 SCHEMA_VERSION = 1 + len(MIGRATIONS)
 
@@ -502,12 +502,99 @@ class Store:
     def source_states(self) -> dict[str, SourceState]:
         """Every source's remembered state, by key."""
         with self.engine.connect() as conn:
-            return {row.key: SourceState(**row._asdict()) for row in conn.execute(sa.select(sources))}
+            return {row.key: _source_state(row) for row in conn.execute(sa.select(sources))}
 
     def save_source_state(self, state: SourceState) -> None:
         """Insert or replace one source's state."""
         with self._writing() as conn:
             self._save_states(conn, [state])
+
+    # -- sources shared between collect runs ----------------------------------------------
+
+    def claim_sources(
+        self,
+        wanted: Sequence[tuple[str, str, str]],
+        owner: str,
+        now: datetime,
+        lease: timedelta,
+        *,
+        limit: int,
+        fetched_after: datetime | None = None,
+        gone: Callable[[str], bool] = leases.is_gone,
+    ) -> SourceClaims:
+        """Claim up to ``limit`` of the ``wanted`` sources (key, kind, url) for ``owner`` to fetch now,
+        until ``now + lease``. A source is free unless another run holds a live claim on it (its lease
+        has not lapsed and its owner is not gone, see `leases`) or, when ``fetched_after`` is given, a
+        run fetched it after that moment; a new key gets its row first.
+
+        Safe between processes and machines: on PostgreSQL the rows are read ``FOR UPDATE SKIP LOCKED``
+        (a row another claim is deciding on is skipped, and stays wanted for the next call); on SQLite
+        the whole claim is one ``BEGIN IMMEDIATE`` transaction. Each row is taken by a compare-and-set
+        on the owner read. Returns the claimed sources' states as stored and, for the others that
+        are not free, why.
+        """
+        claims = SourceClaims()
+        kinds = {key: (kind, url) for key, kind, url in wanted}
+
+        def verdict(row: Any) -> str:
+            """Why ``row`` is not free for ``owner`` now, or "" when it is."""
+            if row.owner and row.owner != owner and row.lease_until and row.lease_until > now and not gone(row.owner):
+                return f"being fetched by another run ({row.owner}) until {row.lease_until:%H:%M:%S} UTC"
+            if not row.owner and fetched_after and row.last_attempt and row.last_attempt > fetched_after:
+                return f"fetched by another run at {row.last_attempt:%H:%M:%S} UTC"
+            return ""
+
+        with self._writing() as conn:
+            rows = _select_in(conn, sources, sources.c.key, set(kinds))
+            missing = sorted(set(kinds) - {row.key for row in rows})
+            if missing:  # new sources get their row (another process may be adding the same ones)
+                _insert_new(conn, sources, [{"key": k, "kind": kinds[k][0], "url": kinds[k][1]} for k in missing])
+                rows.extend(_select_in(conn, sources, sources.c.key, set(missing)))
+            free = []
+            for row in sorted(rows, key=lambda row: row.key):
+                why = verdict(row)
+                if why:
+                    claims.held[row.key] = why
+                else:
+                    free.append(row.key)
+            if not free:
+                return claims
+            # Lock the first free rows no other claim is deciding on right now; read them again, locked.
+            locking = (
+                sa.select(sources)
+                .where(sources.c.key.in_(free))
+                .order_by(sources.c.key)
+                .limit(limit)
+                .with_for_update(skip_locked=True)
+            )
+            for row in conn.execute(locking).all():
+                why = verdict(row)
+                if why:  # another run claimed or fetched it since the first read
+                    claims.held[row.key] = why
+                    continue
+                taken = conn.execute(
+                    sources.update()
+                    .where(sources.c.key == row.key, sources.c.owner == row.owner)
+                    .values(owner=owner, lease_until=now + lease)
+                )
+                if taken.rowcount == 1:
+                    claims.claimed[row.key] = _source_state(row)
+                    if row.owner and row.owner != owner:
+                        claims.taken_over[row.key] = row.owner
+        return claims
+
+    def renew_sources(self, owner: str, until: datetime) -> None:
+        """Extend the lease on every source ``owner`` is fetching."""
+        with self._writing() as conn:
+            conn.execute(sources.update().where(sources.c.owner == owner).values(lease_until=until))
+
+    def release_sources(self, owner: str, keys: Collection[str] | None = None) -> None:
+        """Give back ``owner``'s claims (on ``keys``, or all of them) without recording a fetch."""
+        query = sources.update().where(sources.c.owner == owner)
+        if keys is not None:
+            query = query.where(sources.c.key.in_(list(keys)))
+        with self._writing() as conn:
+            conn.execute(query.values(owner="", lease_until=None))
 
     # -- posts ----------------------------------------------------------------------------
 
@@ -515,20 +602,23 @@ class Store:
         """Store posts seen through a source (and its state, in the same transaction); return how many were new."""
         return self.add_many([(source_key, list(items), state)])[0]
 
-    def add_many(self, batches: Sequence[tuple[str, Sequence[Post], SourceState | None]]) -> list[int]:
+    def add_many(
+        self, batches: Sequence[tuple[str, Sequence[Post], SourceState | None]], *, owner: str = ""
+    ) -> list[int]:
         """Store several sources' posts and states in one transaction; return each source's count of new posts.
 
         A post already stored (by id) gains the source and fresh engagement counts; a post new in this
         batch counts as new for the first source that brought it. Another process storing the same
         posts at the same moment is no error: each post counts as new only for the one that stored it.
+        With ``owner``, the claims it holds on these sources (`claim_sources`) end in the same transaction.
         """
         try:
-            return _retried(lambda: self._add_many(batches))
+            return _retried(lambda: self._add_many(batches, owner))
         except sa.exc.SQLAlchemyError as exc:
             why = getattr(exc, "orig", None) or exc
             raise StoreError(f"{self._where}: cannot store posts: {exc.__class__.__name__}: {why}") from None
 
-    def _add_many(self, batches: Sequence[tuple[str, Sequence[Post], SourceState | None]]) -> list[int]:
+    def _add_many(self, batches: Sequence[tuple[str, Sequence[Post], SourceState | None]], owner: str) -> list[int]:
         now = clock.now()
         with self._writing() as conn:
             ids = {p.id for _, items, _ in batches for p in items}
@@ -562,6 +652,12 @@ class Store:
             if updates:
                 conn.execute(_ENGAGEMENT_UPDATE, updates)
             self._save_states(conn, [state for _, _, state in batches if state is not None])
+            if owner:
+                conn.execute(
+                    sources.update()
+                    .where(sources.c.owner == owner, sources.c.key.in_(sorted({key for key, _, _ in batches})))
+                    .values(owner="", lease_until=None)
+                )
         return counts
 
     def _save_states(self, conn: Connection, states: Sequence[SourceState]) -> None:
@@ -572,7 +668,7 @@ class Store:
         if upsert is not None:
             rows = sorted({s.key: asdict(s) for s in states}.values(), key=lambda row: row["key"])
             statement = upsert(sources)
-            replace = {c.name: statement.excluded[c.name] for c in sources.c if not c.primary_key}
+            replace = {c: statement.excluded[c] for c in _STATE_FIELDS if c != "key"}  # a claim is not state
             conn.execute(statement.on_conflict_do_update(index_elements=[sources.c.key], set_=replace), rows)
             return
         existing = _existing(conn, sources.c.key, {s.key for s in states})
@@ -1123,6 +1219,24 @@ class DeliveryLog:
 
     def __exit__(self, *exc: object) -> None:
         self.close()
+
+
+@dataclass(slots=True)
+class SourceClaims:
+    """What `Store.claim_sources` got: the claimed sources' states, those held by other runs (key ->
+    why), and the claimed ones taken over from a run that died or whose lease lapsed (key -> its owner)."""
+
+    claimed: dict[str, SourceState] = field(default_factory=dict)
+    held: dict[str, str] = field(default_factory=dict)
+    taken_over: dict[str, str] = field(default_factory=dict)
+
+
+_STATE_FIELDS = tuple(f.name for f in fields(SourceState))
+
+
+def _source_state(row: Any) -> SourceState:
+    m = row._mapping
+    return SourceState(**{name: m[name] for name in _STATE_FIELDS})
 
 
 def _recipient(row: Any) -> Recipient:

@@ -11,7 +11,8 @@ from digest.models import Author, Post
 
 NOW = datetime(2026, 11, 21, 12, 0, tzinfo=UTC)
 
-# Fast, strict collection settings for tests: short timeouts, quick retries.
+# Fast, strict collection settings for tests: short timeouts, quick retries, and a source fetched again
+# by every run (collecting twice in a row is what many tests do; tests of sharing set refetch_after).
 TEST_COLLECT = """
 [collect]
 connect_timeout = 2
@@ -19,6 +20,7 @@ read_timeout = 2
 total_timeout = 5
 retries = 1
 max_retry_after = 2
+refetch_after = 0
 """
 
 

@@ -132,3 +132,16 @@ def test_quality_is_left_out_of_quick_mode_and_skips_without_the_shared_data(
     assert set(entries) == {"quality", "quality_multi"}
     for entry in entries.values():
         assert entry["value"] is None and "is not there" in entry["skipped"] and entry["notes"] == [entry["skipped"]]
+
+
+def test_shared_is_left_out_of_quick_mode_and_skips_without_postgresql(monkeypatch: pytest.MonkeyPatch) -> None:
+    from bench import BENCHMARKS, shared
+
+    assert BENCHMARKS["shared"] == ("collect_workers", "send_workers")
+    assert shared.run(True) == {}
+    monkeypatch.setattr(shared, "PG_HELPER", ROOT / "tests" / "missing-pg.py")
+    entries = shared.run(False)
+    assert set(entries) == {"collect_workers", "send_workers"}
+    for entry in entries.values():
+        assert entry["value"] is None and "needs a local PostgreSQL" in entry["skipped"]
+        assert entry["notes"] == [entry["skipped"]]

@@ -186,7 +186,8 @@ def test_cli_json_summary_and_exit_codes(
     assert summary["errors"] == [
         {"source": f"feed:{http_server.url('/bad')}", "error": f"{http_server.url('/bad')}: HTTP 404 Not Found"}
     ]
-    path.write_text(feeds_config(http_server.url("/bad")), encoding="utf-8")
+    # Fetched again at once (by default a source fetched moments ago is left alone, as held elsewhere).
+    path.write_text("[collect]\nrefetch_after = 0\n\n" + feeds_config(http_server.url("/bad")), encoding="utf-8")
     assert run_cli("--config", str(path), "collect", "--quiet") == 1
     assert "HTTP 404" in capsys.readouterr().err
 
@@ -204,7 +205,7 @@ def test_a_store_that_fails_stops_the_run_with_one_error(
     tmp_path: Path, http_server: TestServer, caplog: pytest.LogCaptureFixture
 ) -> None:
     class BrokenStore(Store):
-        def add_many(self, batches: object) -> list[int]:
+        def add_many(self, batches: object, *, owner: str = "") -> list[int]:
             raise StoreError("the disk is full")
 
     urls = [serve_feed(http_server, f"/f{i}", "rss20.xml") for i in range(6)]

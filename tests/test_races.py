@@ -1,19 +1,23 @@
 """Safe to run twice: real processes started at the same moment, on SQLite and on PostgreSQL.
 
-Two `digest collect` runs overlap (cron beside `digest serve`, or a slow hourly run), and several
-processes open a new or an old database together. Each racer imports digest, says it is ready,
-and waits for a start file, so they really start together; the feed server then holds every feed
-until both collectors have asked for it, so they store the same posts at the same moment.
+Two `digest collect` runs overlap (cron beside `digest serve`, a slow hourly run, two machines on
+one database) and share the sources: every feed is fetched once, by one of them, and each says
+which sources the other held. Several processes open a new or an old database together. Each racer
+imports digest, says it is ready, and waits for a start file, so they really start together; the
+feed server then holds every request until both collectors have asked for something (it tells
+them apart by their User-Agent), so both are fetching at the same moment.
 """
 
 from __future__ import annotations
 
 import json
+import signal
 import subprocess
 import sys
 import threading
+import time
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import timedelta
 from email.utils import format_datetime
 from pathlib import Path
@@ -108,17 +112,17 @@ def feed(f: int) -> bytes:
 
 
 def serve_in_step(server: TestServer, racers: int) -> list[str]:
-    """Route FEEDS feeds, each answered only once ``racers`` requests for it came in (or after 10 s),
-    so the collectors get, parse and store the same posts at the same moment."""
-    arrived: dict[str, int] = {}
+    """Route FEEDS feeds, each answered only once ``racers`` different User-Agents asked for
+    something (or after 20 s), so the collectors are fetching at the same moment."""
+    agents: set[str] = set()
     changed = threading.Condition()
 
     def held(body: bytes) -> Callable[[Recorded], Response]:
         def answer(request: Recorded) -> Response:
             with changed:
-                arrived[request.path] = arrived.get(request.path, 0) + 1
+                agents.add(request.headers.get("User-Agent", ""))
                 changed.notify_all()
-                changed.wait_for(lambda: arrived[request.path] >= racers, timeout=10)
+                changed.wait_for(lambda: len(agents) >= racers, timeout=20)
             return Response(body, headers={"Content-Type": "application/rss+xml"})
 
         return answer
@@ -130,13 +134,13 @@ def serve_in_step(server: TestServer, racers: int) -> list[str]:
     return urls
 
 
-def config(tmp_path: Path, database: str, urls: Sequence[str]) -> Path:
-    path = tmp_path / "feeds.toml"
+def config(tmp_path: Path, database: str, urls: Sequence[str], name: str = "feeds.toml", collect: str = "") -> Path:
+    path = tmp_path / name
     sources = "".join(f'[[sources]]\nfeed = "{url}"\n\n' for url in urls)
     path.write_text(
         f'[digest]\ndatabase = "{database}"\n\n'
-        "[collect]\nper_host = 100\nconnect_timeout = 10\nread_timeout = 30\ntotal_timeout = 60\nretries = 0\n\n"
-        f"{sources}",
+        "[collect]\nper_host = 100\nconnect_timeout = 10\nread_timeout = 30\ntotal_timeout = 60\nretries = 0\n"
+        f"{collect}\n{sources}",
         encoding="utf-8",
     )
     return path
@@ -151,30 +155,113 @@ def count(url: str, table: str) -> int:
         engine.dispose()
 
 
-def test_two_collects_at_once_store_every_post_once(store_url: str, tmp_path: Path, http_server: TestServer) -> None:
+def fetched(summary: dict[str, object]) -> set[str]:
+    """The sources a collect run fetched itself: every source it did not leave to another run."""
+    held = {item["source"] for item in summary["held_elsewhere"]}  # type: ignore[attr-defined]
+    return {f"feed:{u}" for u in summary["urls"]} - held  # type: ignore[attr-defined]
+
+
+def test_two_collects_at_once_share_the_sources_and_store_every_post_once(
+    store_url: str, tmp_path: Path, http_server: TestServer
+) -> None:
     urls = serve_in_step(http_server, racers=2)
-    path = config(tmp_path, store_url, urls)
+    # Each racer has room for 8 sources at a time, so neither can claim all 30 before the other starts.
+    paths = [
+        config(tmp_path, store_url, urls, f"racer-{i}.toml", f'concurrency = 8\nuser_agent = "racer-{i}"\n')
+        for i in range(2)
+    ]
     Store.open(store_url).close()  # opening a new database at once is the next test's
-    collect = ["--config", str(path), "collect", "--json"]
-    ran = race(tmp_path / "race", [["digest", *collect], ["digest", *collect]])
+    ran = race(tmp_path / "race", [["digest", "--config", str(p), "collect", "--json"] for p in paths])
 
     for r in ran:
         assert r.returncode == 0, r.stderr[-3000:]
         assert "Traceback" not in r.stderr, r.stderr[-3000:]
-    summaries = [json.loads(r.stdout) for r in ran]
+    summaries = [{**json.loads(r.stdout), "urls": urls} for r in ran]
+    keys = {f"feed:{u}" for u in urls}
+    mine = [fetched(s) for s in summaries]
+    assert all(mine), [s["ok"] for s in summaries]  # both fetched some: they shared the run
+    assert mine[0].isdisjoint(mine[1]) and mine[0] | mine[1] == keys
+    assert [s["ok"] for s in summaries] == [len(m) for m in mine] and all(s["failed"] == 0 for s in summaries)
+    for s, other in zip(summaries, reversed(mine), strict=True):  # each names what the other fetched
+        assert {h["source"] for h in s["held_elsewhere"]} == other
+        assert all(
+            h["reason"].startswith(("being fetched by another run", "fetched by another run"))
+            for h in s["held_elsewhere"]
+        )
+    assert all(http_server.hits(f"/feed/{f}") == 1 for f in range(FEEDS))  # every feed fetched exactly once
     distinct = FEEDS * ITEMS
-    assert all(s["ok"] == FEEDS and s["failed"] == 0 for s in summaries), summaries
     assert sum(s["new_posts"] for s in summaries) == distinct, [s["new_posts"] for s in summaries]
     assert count(store_url, "posts") == distinct
     assert count(store_url, "post_sources") == FEEDS * (ITEMS + SHARED)  # each feed, each of its posts, once
     with Store.open(store_url) as store:
         assert count(store_url, "post_links") == sum(len(p.links) for p in store.posts()) >= distinct
         states = store.source_states()
-        assert sorted(states) == sorted(f"feed:{u}" for u in urls)
+        assert sorted(states) == sorted(keys)
         assert all(s.status == "ok" and s.failures == 0 for s in states.values())
         first = store.post(make_post("https://news.example/p/0").id)
         assert first is not None and store.sources_of(first.id) == sorted([f"feed:{urls[0]}", f"feed:{urls[-1]}"])
-    assert all(http_server.hits(f"/feed/{f}") == 2 for f in range(FEEDS))
+
+    # A third collect right after: every source was fetched moments ago, so nothing is fetched again.
+    again = subprocess.run(
+        [sys.executable, "-m", "digest", "--config", str(paths[0]), "collect"], capture_output=True, text=True
+    )
+    assert again.returncode == 0, again.stderr
+    assert f"{FEEDS} sources held by other runs" in again.stdout
+    assert all(http_server.hits(f"/feed/{f}") == 1 for f in range(FEEDS))
+
+
+def test_a_collect_killed_mid_run_has_its_sources_taken_over_by_the_next(
+    store_url: str, tmp_path: Path, http_server: TestServer
+) -> None:
+    urls = []
+    for f in range(FEEDS):
+        body = Response(feed(f), headers={"Content-Type": "application/rss+xml"})
+        stuck = f == FEEDS - 1  # the first request for the last feed hangs until the test ends
+        urls.append(http_server.url(f"/feed/{f}"))
+        http_server.route(f"/feed/{f}", Response(sequence=[replace(body, delay=120), body]) if stuck else body)
+    path = config(tmp_path, store_url, urls)
+    Store.open(store_url).close()
+    victim = subprocess.Popen([sys.executable, "-m", "digest", "--config", str(path), "collect", "--quiet"])
+    try:
+        stuck_key = f"feed:{urls[-1]}"
+        deadline = time.monotonic() + 120
+        while not (http_server.hits(f"/feed/{FEEDS - 1}") and _stored_all_but(store_url, stuck_key, FEEDS - 1)):
+            assert victim.poll() is None and time.monotonic() < deadline, "the victim never got stuck on the last feed"
+            time.sleep(0.05)
+        victim.send_signal(signal.SIGKILL)
+        assert victim.wait(timeout=30) == -signal.SIGKILL
+    finally:
+        if victim.poll() is None:
+            victim.kill()
+            victim.wait()
+
+    after = subprocess.run(
+        [sys.executable, "-m", "digest", "--config", str(path), "collect", "--json"], capture_output=True, text=True
+    )
+    assert after.returncode == 0, after.stderr[-3000:]
+    summary = json.loads(after.stdout)
+    # Only the dead run's claim was fetched again; the other feeds already brought SHARED of its posts.
+    assert summary["ok"] == 1 and summary["new_posts"] == ITEMS - SHARED
+    assert next(n["note"] for n in summary["notes"] if n["source"] == stuck_key).startswith("taken over from ")
+    assert sorted(h["source"] for h in summary["held_elsewhere"]) == sorted(f"feed:{u}" for u in urls[:-1])
+    assert [http_server.hits(f"/feed/{f}") for f in range(FEEDS)] == [1] * (FEEDS - 1) + [2]
+    assert count(store_url, "posts") == FEEDS * ITEMS
+    with Store.open(store_url) as store:
+        assert all(s.status == "ok" for s in store.source_states().values())
+
+
+def _stored_all_but(url: str, stuck: str, expected: int) -> bool:
+    """True when every source but ``stuck`` is stored and its claim ended."""
+    engine = sa.create_engine(url)
+    try:
+        with engine.connect() as conn:
+            done = conn.execute(
+                sa.text("SELECT count(*) FROM sources WHERE status = 'ok' AND owner = '' AND key != :stuck"),
+                {"stuck": stuck},
+            ).scalar_one()
+    finally:
+        engine.dispose()
+    return int(done) == expected
 
 
 # Each racer opens the same fresh database at the same moment, round after round.

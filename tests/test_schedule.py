@@ -198,3 +198,81 @@ def test_the_real_weekly_job_sends_once_through_smtp_across_a_restart(tmp_path: 
             week = send_due(settings, clock.now())
             assert store.job("send", week)["status"] == "done"  # type: ignore[arg-type,index]
     assert sink.by_recipient() == {"ana@example.org": 1}
+
+
+# -- two schedules on one database: real processes, the clock seam carrying them across the send time --
+
+# Each racer runs the real schedule (`Scheduler.run_forever`, what `digest serve` runs beside its pages)
+# with a short tick, until this week's send is done and the clock is past the send time, then stops.
+SCHEDULE = """
+import asyncio, logging, sys, time
+from digest import clock, config
+from digest.schedule import Scheduler, send_due
+from digest.store import Store
+
+logging.basicConfig(level=logging.INFO, stream=sys.stdout, format="%(name)s: %(message)s")
+settings = config.load({path!r})
+after = clock.parse_now({after!r})
+
+async def main():
+    with Store.open(settings.database_url) as store:
+        ticking = asyncio.create_task(Scheduler(settings, store, tick=0.2).run_forever())
+        deadline = time.monotonic() + 120
+        while time.monotonic() < deadline:
+            week = send_due(settings, clock.now())
+            if clock.now() > after and week and (store.job("send", week) or {{}}).get("status") == "done":
+                break
+            await asyncio.sleep(0.1)
+        ticking.cancel()
+        await asyncio.gather(ticking, return_exceptions=True)
+
+asyncio.run(main())
+"""
+
+
+def test_two_schedules_on_one_database_send_the_week_once_and_collect_once(
+    store_url: str, tmp_path: Path, http_server
+) -> None:  # type: ignore[no-untyped-def]
+    from httpserver import Response
+    from test_races import item, race
+
+    people = [f"reader{i:02d}@example.org" for i in range(20)]
+    feeds = []
+    for f in range(3):
+        body = f'<?xml version="1.0"?><rss version="2.0"><channel><title>Feed {f}</title>'
+        body += "".join(item(f * 10 + i) for i in range(5)) + "</channel></rss>"
+        http_server.route(f"/feed/{f}", Response(body.encode(), headers={"Content-Type": "application/rss+xml"}))
+        feeds.append(http_server.url(f"/feed/{f}"))
+    send_at = datetime(2026, 11, 21, 13, 0, tzinfo=UTC)  # Saturday of 2026-W47, helpers.NOW + 1 h
+    sink = SmtpSink()
+    with sink.running() as port:
+        path = tmp_path / "feeds.toml"
+        path.write_text(
+            f'[digest]\ntitle = "Health IT weekly"\ndatabase = "{store_url}"\ntimezone = "UTC"\n'
+            'send_on = "saturday 13:00"\ncollect_every = "1h"\n\n'
+            f'[mail]\nfrom = "digest <digest@hit.example>"\nsmtp = "smtp://127.0.0.1:{port}"\ntls = "none"\n\n'
+            '[[topics]]\nname = "Interoperability"\nkeywords = ["FHIR", "HL7"]\n\n'
+            + "".join(f'[[sources]]\nfeed = "{u}"\n\n' for u in feeds)
+            + "".join(f'[[subscribers]]\nemail = "{p}"\n\n' for p in people),
+            encoding="utf-8",
+        )
+        Store.open(store_url).close()
+        snippet = SCHEDULE.format(path=str(path), after=(send_at + timedelta(seconds=1)).isoformat())
+        # Both start three seconds before the send time: the 12:00 collection slot is due, then the week.
+        with pytest.MonkeyPatch.context() as env:
+            env.setenv(clock.ENV, (send_at - timedelta(seconds=3)).isoformat())
+            ran = race(tmp_path / "race", [["python", snippet]] * 2, timeout=180)
+    for r in ran:
+        assert r.returncode == 0 and "Traceback" not in r.stderr + r.stdout, r.stderr[-3000:] + r.stdout[-3000:]
+    logs = [r.stdout for r in ran]
+    weekly = [log.count("weekly job 2026-W47: starting") for log in logs]
+    assert sorted(weekly) == [0, 1], logs  # one of the two ran the week
+    assert sink.by_recipient() == dict.fromkeys(people, 1)  # everyone mailed exactly once
+    assert [http_server.hits(f"/feed/{f}") for f in range(3)] == [1, 1, 1], logs  # collected once, not per schedule
+    with Store.open(store_url) as store:
+        week = store.job("send", "2026-W47")
+        assert week is not None and week["status"] == "done" and week["attempts"] == 1
+        for slot in ("2026-11-21T12:00:00Z", "2026-11-21T13:00:00Z"):
+            job = store.job("collect", slot)
+            assert job is not None and job["status"] == "done" and job["attempts"] == 1, (slot, job)
+        assert {d.status for d in store.deliveries("2026-W47")} == {"sent"}

@@ -181,6 +181,7 @@ def test_version_1_database_gains_the_later_tables_and_keeps_its_posts(store_url
         assert store.last_filter_run() is None
         assert store.subscribers() == [] and store.job("send", "2026-W47") is None
     assert "in_reply_to" in columns(store_url, "posts")
+    assert {"owner", "lease_until"} <= columns(store_url, "sources")
 
 
 # What a database of schema version 1 lacked: the tables and the column added since.
@@ -193,6 +194,8 @@ VERSION_1 = (
     "DROP TABLE suppressions",
     "DROP TABLE jobs",
     "ALTER TABLE posts DROP COLUMN in_reply_to",
+    "ALTER TABLE sources DROP COLUMN owner",
+    "ALTER TABLE sources DROP COLUMN lease_until",
     "UPDATE schema_info SET version = 1",
 )
 
@@ -214,3 +217,58 @@ def test_filter_run_round_trips(store_url: str) -> None:
     assert run is not None and run.topics == ("Interoperability", "Health IT")
     assert run.verdicts == [(post.id, kept)] and run.decision(post.id) == kept
     assert run.since == NOW - timedelta(days=7) and run.decision("other") is None
+
+
+# -- sources shared between collect runs (the processes themselves race in test_races.py) -----------
+
+SOURCES = [(f"feed:https://{n}.example/feed", "feed", f"https://{n}.example/feed") for n in ("a", "b", "c")]
+LEASE = timedelta(minutes=5)
+ELSEWHERE = "another-machine.example:4242:1"  # not this host: only its lease says when it is gone
+
+
+def test_a_claim_from_another_machine_is_left_alone_until_its_lease_lapses(store_url: str) -> None:
+    a, b, c = (key for key, _, _ in SOURCES)
+    with Store.open(store_url) as store:
+        theirs = store.claim_sources(SOURCES[:1], ELSEWHERE, NOW, LEASE, limit=10)
+        assert set(theirs.claimed) == {a} and theirs.claimed[a].status == "new"  # a new source got its row
+        mine = store.claim_sources(SOURCES, "here:1:1", NOW + timedelta(minutes=1), LEASE, limit=1)
+        assert set(mine.claimed) == {b}  # one at most, past the one held
+        assert mine.held == {a: f"being fetched by another run ({ELSEWHERE}) until 12:05:00 UTC"}
+        assert store.claim_sources(
+            SOURCES, "third:2:2", NOW + timedelta(minutes=2), LEASE, limit=10
+        ).claimed.keys() == {c}
+        later = store.claim_sources(SOURCES[:1], "here:1:1", NOW + timedelta(minutes=6), LEASE, limit=10)
+        assert set(later.claimed) == {a} and later.taken_over == {a: ELSEWHERE}
+
+
+def test_a_claim_whose_process_is_gone_is_taken_over_at_once(store_url: str) -> None:
+    a = SOURCES[0][0]
+    with Store.open(store_url) as store:
+        store.claim_sources(SOURCES[:1], "here:99:1", NOW, LEASE, limit=10)
+        alive = store.claim_sources(SOURCES[:1], "here:1:1", NOW, LEASE, limit=10, gone=lambda owner: False)
+        assert alive.claimed == {} and a in alive.held
+        dead = store.claim_sources(
+            SOURCES[:1], "here:1:1", NOW, LEASE, limit=10, gone=lambda owner: owner == "here:99:1"
+        )
+        assert set(dead.claimed) == {a} and dead.taken_over == {a: "here:99:1"}
+
+
+def test_storing_a_source_ends_its_claim_and_a_fresh_fetch_is_left_alone(store_url: str) -> None:
+    a, b, _ = (key for key, _, _ in SOURCES)
+    with Store.open(store_url) as store:
+        claimed = store.claim_sources(SOURCES[:2], "here:1:1", NOW, LEASE, limit=10).claimed
+        state = replace(claimed[a], status="ok", last_attempt=NOW)
+        store.add_many([(a, [make_post()], state)], owner="here:1:1")
+        store.release_sources("here:1:1")  # b: claimed, never fetched (the run stopped)
+        rows = store.source_states()
+        assert rows[a].status == "ok" and rows[b].last_attempt is None
+        later = NOW + timedelta(seconds=30)
+        shared = store.claim_sources(
+            SOURCES[:2], "there:2:2", later, LEASE, limit=10, fetched_after=later - timedelta(minutes=1)
+        )
+        assert set(shared.claimed) == {b} and shared.held == {a: "fetched by another run at 12:00:00 UTC"}
+        again = store.claim_sources(
+            SOURCES[:1], "there:2:2", later, LEASE, limit=10
+        )  # no fetched_after: refetch_after 0
+        assert set(again.claimed) == {a}
+        assert store.source_states()[a] == rows[a]  # a claim is not the source's state

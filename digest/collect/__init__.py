@@ -3,6 +3,15 @@
 `collect` is the entry point: it builds one job per endpoint (a feed, an account, a hashtag on
 one server), runs them with shared limits, records each source's outcome on its own row, and
 never lets one broken source stop the rest.
+
+Any number of runs, in any number of processes on any number of machines, may collect into one
+database at once and share the sources. A run *claims* a source just before fetching it (the
+source's row gets the run's owner name and a lease, see `Store.claim_sources` and `leases`),
+`CLAIM_BATCH` at a time while it has room, and the claim ends when the outcome is stored. A run
+leaves a source alone while another run holds a live claim on it, or when a run fetched it in the
+``[collect] refetch_after`` seconds before this one started: those sources are reported as
+``held_elsewhere``. A claim whose holder died is taken over: at once when it ran on this machine,
+when its lease lapses otherwise (the holder renews it while it fetches).
 """
 
 from __future__ import annotations
@@ -10,6 +19,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import os
+import time
 from collections import Counter
 from collections.abc import Callable
 from concurrent.futures import Executor, ProcessPoolExecutor
@@ -20,8 +30,9 @@ from typing import Any
 from .. import clock
 from ..config import BlueskySource, FeedSource, HashtagSource, MastodonSource, Settings
 from ..errors import FetchError, one_line
+from ..leases import this_process
 from ..models import Post, SourceState
-from ..store import Store
+from ..store import SourceClaims, Store
 from .base import Context, Job, Outcome
 from .bluesky import BlueskyAuthorJob, BlueskySearchJob
 from .feeds import FeedJob
@@ -29,13 +40,17 @@ from .fetch import Fetcher
 from .mastodon import account_job, hashtag_job
 from .parse import ParsedFeed, parse_feed
 
-__all__ = ["CollectReport", "SourceResult", "collect", "jobs_for"]
+__all__ = ["CollectReport", "SourceResult", "collect", "held_line", "jobs_for"]
 
 log = logging.getLogger(__name__)
 
 # Below this many feed jobs, parsing in a thread beats starting worker processes.
 PROCESS_POOL_MIN_JOBS = 24
 KINDS = ("feed", "mastodon", "hashtag", "bluesky")
+CLAIM_BATCH = 25  # sources a run claims at a time: small, so that parallel runs share the sources
+LEASE = timedelta(minutes=5)  # a source's claim lapses this long after its last renewal (its run died)
+RENEW_EVERY = 60.0  # seconds between lease renewals while a run fetches
+RETRY_CLAIM = 0.25  # seconds before asking again for sources another claim was deciding on
 
 
 @dataclass(slots=True)
@@ -44,7 +59,7 @@ class SourceResult:
 
     key: str
     kind: str
-    status: str  # ok, not_modified, failed, skipped
+    status: str  # ok, not_modified, failed, skipped, held_elsewhere
     fetched: int = 0
     new: int = 0
     error: str = ""
@@ -76,7 +91,7 @@ class CollectReport:
             row["sources"] += 1
             row[r.status] += 1
             row["new_posts"] += r.new
-        columns = ("sources", "ok", "not_modified", "failed", "skipped", "new_posts")
+        columns = ("sources", "ok", "not_modified", "failed", "skipped", "held_elsewhere", "new_posts")
         return {kind: {c: table[kind][c] for c in columns} for kind in sorted(table, key=_kind_order)}
 
     def as_dict(self) -> dict[str, Any]:
@@ -90,9 +105,15 @@ class CollectReport:
             "new_posts": self.new_posts,
             "errors": [{"source": r.key, "error": r.error} for r in ordered if r.status == "failed"],
             "skipped_sources": [{"source": r.key, "reason": r.error} for r in ordered if r.status == "skipped"],
+            "held_elsewhere": [{"source": r.key, "reason": r.error} for r in ordered if r.status == "held_elsewhere"],
             "notes": [{"source": r.key, "note": n} for r in ordered for n in r.notes],
             "kinds": self.by_kind(),
         }
+
+
+def held_line(count: int) -> str:
+    """The summary line for sources this run left to others (being fetched there, or just fetched)."""
+    return f"{count} sources held by other runs (being fetched there, or fetched moments ago): not fetched again"
 
 
 def _kind_order(kind: str) -> int:
@@ -188,25 +209,106 @@ async def _collect(
             return await asyncio.to_thread(parse_feed, body, url, source, content_type, now)
         return await loop.run_in_executor(pool, parse_feed, body, url, source, content_type, now)
 
-    states = store.source_states()
     report = CollectReport()
-    writer = _Writer(store)
-    async with Fetcher(settings.collect) as fetcher, writer:
+
+    def finished(result: SourceResult) -> None:
+        report.results.append(result)
+        if on_result is not None:
+            on_result(result)
+
+    states = store.source_states()
+    pending: dict[str, Job] = {}
+    for job in jobs:  # a source resting or gone is not claimed at all
+        skip = _skip_reason(states.get(job.key) or SourceState(job.key, job.kind, job.url), now)
+        if skip:
+            finished(SourceResult(job.key, job.kind, "skipped", error=skip))
+        else:
+            pending[job.key] = job
+    claims = _Claims(store, now, settings.collect.refetch_after)
+    writer = _Writer(store, claims.owner)
+    async with Fetcher(settings.collect) as fetcher, writer, claims:
         deadline = loop.time() + settings.collect.run_timeout
         ctx = Context(fetcher, settings, now, now - timedelta(days=settings.digest.window_days), parse, deadline)
-        tasks = [asyncio.create_task(_run_job(ctx, writer, job, states.get(job.key))) for job in jobs]
+        running: set[asyncio.Task[SourceResult]] = set()
+        started: list[asyncio.Task[SourceResult]] = []
+        room = settings.collect.concurrency
         try:
-            for task in asyncio.as_completed(tasks):
-                result = await task
-                report.results.append(result)
-                if on_result is not None:
-                    on_result(result)
+            while pending or running:
+                if pending and len(running) < room:
+                    got = await claims.take(pending, min(CLAIM_BATCH, room - len(running)))
+                    for key, reason in got.held.items():
+                        job = pending.pop(key)
+                        finished(SourceResult(key, job.kind, "held_elsewhere", error=reason))
+                    for key, state in got.claimed.items():
+                        job = pending.pop(key)
+                        took = got.taken_over.get(key)
+                        started.append(asyncio.create_task(_run_job(ctx, writer, job, state, claims.at(), took)))
+                        running.add(started[-1])
+                    if got.claimed:
+                        continue  # room for more: claim again before waiting
+                if running:  # while sources are left to claim, look again soon even if none finished
+                    done, running = await asyncio.wait(
+                        running, timeout=RETRY_CLAIM if pending else None, return_when=asyncio.FIRST_COMPLETED
+                    )
+                    for task in done:
+                        finished(task.result())
+                elif pending:  # every source left was being claimed by another run at that moment
+                    await asyncio.sleep(RETRY_CLAIM)
         except BaseException:  # the store failed (or we were interrupted): the rest stop, and say nothing more
-            for task in tasks:
+            for task in started:
                 task.cancel()
-            await asyncio.gather(*tasks, return_exceptions=True)
+            await asyncio.gather(*started, return_exceptions=True)  # every failure retrieved, none logged
             raise
     return report
+
+
+class _Claims:
+    """This run's claims on sources (see the module doc): taken in batches, renewed while the run
+    fetches, and whatever is still held when the run ends (stopped, cancelled) given back."""
+
+    def __init__(self, store: Store, now: datetime, refetch_after: float) -> None:
+        self.store, self.now = store, now
+        self.owner = this_process()
+        self.started = time.monotonic()
+        self.fetched_after = now - timedelta(seconds=refetch_after) if refetch_after > 0 else None
+        self.renewer: asyncio.Task[None] | None = None
+
+    def at(self) -> datetime:
+        """The run's clock: its ``now`` plus the time elapsed since it started."""
+        return self.now + timedelta(seconds=time.monotonic() - self.started)
+
+    async def take(self, pending: dict[str, Job], limit: int) -> SourceClaims:
+        wanted = [(job.key, job.kind, job.url) for job in pending.values()]
+        return await asyncio.to_thread(
+            self.store.claim_sources,
+            wanted,
+            self.owner,
+            self.at(),
+            LEASE,
+            limit=limit,
+            fetched_after=self.fetched_after,
+        )
+
+    async def __aenter__(self) -> _Claims:
+        self.renewer = asyncio.create_task(self._renew())
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        if self.renewer is not None:
+            self.renewer.cancel()
+            await asyncio.gather(self.renewer, return_exceptions=True)
+        try:
+            await asyncio.to_thread(self.store.release_sources, self.owner)
+        except Exception:  # the store is failing (the run's error says so); the leases lapse on their own
+            log.warning("could not give back this run's claims on sources", exc_info=True)
+
+    async def _renew(self) -> None:
+        while True:
+            await asyncio.sleep(RENEW_EVERY)
+            try:
+                await asyncio.to_thread(self.store.renew_sources, self.owner, self.at() + LEASE)
+            except Exception:  # a busy database: the next renewal will do
+                log.warning("could not renew this run's claims on sources", exc_info=True)
 
 
 class _Writer:
@@ -215,8 +317,8 @@ class _Writer:
 
     BATCH = 64
 
-    def __init__(self, store: Store) -> None:
-        self.store = store
+    def __init__(self, store: Store, owner: str = "") -> None:
+        self.store, self.owner = store, owner
         self.queue: asyncio.Queue[tuple[str, list[Post], SourceState, asyncio.Future[int]] | None] = asyncio.Queue()
         self.task: asyncio.Task[None] | None = None
 
@@ -251,7 +353,7 @@ class _Writer:
 
     async def _write(self, batch: list[tuple[str, list[Post], SourceState, asyncio.Future[int]]]) -> None:
         try:
-            counts = await asyncio.to_thread(self.store.add_many, [(k, p, s) for k, p, s, _ in batch])
+            counts = await asyncio.to_thread(self.store.add_many, [(k, p, s) for k, p, s, _ in batch], owner=self.owner)
         except Exception as exc:  # the store failed: every source in the batch still waiting hears of it
             for *_, done in batch:
                 if not done.done():  # a source cancelled because an earlier batch failed hears nothing
@@ -262,13 +364,16 @@ class _Writer:
                 done.set_result(count)
 
 
-async def _run_job(ctx: Context, writer: _Writer, job: Job, state: SourceState | None) -> SourceResult:
-    state = state or SourceState(key=job.key, kind=job.kind, url=job.url)
+async def _run_job(
+    ctx: Context, writer: _Writer, job: Job, state: SourceState, claimed_at: datetime, took_over: str | None = None
+) -> SourceResult:
+    """Fetch one claimed source and store its outcome (which ends the claim)."""
     state.kind = job.kind
-    skip = _skip_reason(state, ctx.now)
+    skip = _skip_reason(state, ctx.now)  # another run may have made it rest since this run read it
     if skip:
+        await asyncio.to_thread(writer.store.release_sources, writer.owner, [job.key])
         return SourceResult(job.key, job.kind, "skipped", error=skip)
-    state.last_attempt = ctx.now
+    state.last_attempt = claimed_at
     try:
         async with asyncio.timeout_at(ctx.deadline) as run_deadline:
             outcome = await job.run(ctx, state)
@@ -283,6 +388,8 @@ async def _run_job(ctx: Context, writer: _Writer, job: Job, state: SourceState |
             reason = f"{job.url}: internal error: {type(exc).__name__}: {exc}"
         return await _record_failure(ctx, writer, job, state, None, reason)
     notes = _apply(state, outcome, ctx.now)
+    if took_over:
+        notes.append(f"taken over from {took_over}, whose run stopped before storing it")
     new = await writer.save(job.key, outcome.posts, state)
     status = "not_modified" if outcome.not_modified else "ok"
     return SourceResult(job.key, job.kind, status, len(outcome.posts), new, notes=notes)
