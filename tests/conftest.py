@@ -93,3 +93,22 @@ def new_store_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Ca
 def store_url(new_store_url: Callable[[], str]) -> str:
     """A fresh database URL, once for SQLite (a file in tmp_path) and once for PostgreSQL."""
     return new_store_url()
+
+
+# The slow ones (real processes racing, attacks, sweeps, the benchmarks): `pytest -m "not slow"` is the fast
+# loop for a developer; CI runs everything.
+_SLOW_MODULES = {"test_bench.py", "test_send_concurrency.py", "test_races.py", "test_preview_browser.py"}
+_SLOW_TESTS = {
+    "test_healthz_answers_throughout_an_attack_of_more_idle_connections_than_open_files",
+    "test_hostile_corpus",
+    "test_hostile_corpus_with_real_feeds",
+    "test_killed_mid_batch_then_rerun_misses_nobody_and_names_every_duplicate",
+    "test_two_schedules_on_one_database_send_the_week_once_and_collect_once",
+    "test_dev_csv_holds_across_week_sizes_and_topic_shares",
+}
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    for item in items:
+        if item.path.name in _SLOW_MODULES or getattr(item, "originalname", item.name) in _SLOW_TESTS:
+            item.add_marker(pytest.mark.slow)
