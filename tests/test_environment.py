@@ -16,6 +16,7 @@ import os
 import shutil
 import subprocess
 import sys
+import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
 from datetime import timedelta
@@ -167,3 +168,29 @@ def test_writing_in_a_read_only_folder_is_one_line(site: Path, command: tuple[st
     assert len(lines) == 1 and ("read-only" in lines[0] or "cannot be opened" in lines[0]), done.stderr
     if "--json" in command:
         assert json.loads(done.stdout)["exit_status"] == 1
+
+
+def test_a_database_corrupted_while_a_collect_runs_is_one_line(site: Path, http_server: TestServer) -> None:
+    """The file is overwritten while the run waits for its feed: the run's next write meets garbage."""
+    http_server.route(
+        "/feed.xml", Response(good_feed(8, items=5), headers={"Content-Type": "application/rss+xml"}, delay=2.0)
+    )
+    run = subprocess.Popen(
+        [sys.executable, "-m", "digest", "--config", str(site), "collect", "--json"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    for _ in range(1200):  # until the server has the request (the run then waits 2 s for its answer)
+        if http_server.requests("/feed.xml") or run.poll() is not None:
+            break
+        threading.Event().wait(0.05)
+    assert http_server.requests("/feed.xml"), run.poll()
+    (site.parent / "digest.db").write_bytes(b"\x00garbage, not SQLite\xff" * 4096)
+    out, err = run.communicate(timeout=120)
+    assert run.returncode == 1, (out, err)
+    assert "Traceback" not in out + err
+    answered = json.loads(out)
+    assert answered["exit_status"] == 1
+    assert "not a database" in answered["error"] or "corrupt" in answered["error"], answered
+    assert len(err.strip().splitlines()) <= 1, err
