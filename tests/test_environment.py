@@ -14,6 +14,7 @@ from __future__ import annotations
 import json
 import os
 import shutil
+import sqlite3
 import subprocess
 import sys
 import threading
@@ -194,3 +195,23 @@ def test_a_database_corrupted_while_a_collect_runs_is_one_line(site: Path, http_
     assert answered["exit_status"] == 1
     assert "not a database" in answered["error"] or "corrupt" in answered["error"], answered
     assert len(err.strip().splitlines()) <= 1, err
+
+
+def test_a_database_locked_too_long_is_one_line(site: Path) -> None:
+    """Another process holds the write lock past the busy timeout and every retry (about 40 s)."""
+    holder = sqlite3.connect(site.parent / "digest.db", isolation_level=None)
+    holder.execute("BEGIN EXCLUSIVE")
+    try:
+        done = subprocess.run(
+            [sys.executable, "-m", "digest", "--config", str(site), "filter", "--json"],
+            capture_output=True,
+            text=True,
+            timeout=300,
+        )
+    finally:
+        holder.execute("ROLLBACK")
+        holder.close()
+    assert done.returncode == 1, (done.stdout, done.stderr)
+    assert "Traceback" not in done.stdout + done.stderr
+    assert "database is locked" in json.loads(done.stdout)["error"]
+    assert run_cli("--config", str(site), "filter") == 0  # the lock gone, the same command does the work
