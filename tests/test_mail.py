@@ -244,7 +244,7 @@ def test_dry_run_and_to(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> N
     assert sink.by_recipient() == {"ben@example.org": 1}
 
 
-def test_killed_mid_batch_then_rerun_misses_nobody_and_names_every_duplicate(tmp_path: Path) -> None:
+def test_killed_mid_batch_then_rerun_misses_nobody_and_names_every_duplicate(tmp_path: Path, store_url: str) -> None:
     """SIGKILL `digest send` at random points in a 300-subscriber batch, several times, then let it finish.
 
     What the design guarantees (delivery.py): nobody is missing; a subscriber gets a second copy only
@@ -256,6 +256,7 @@ def test_killed_mid_batch_then_rerun_misses_nobody_and_names_every_duplicate(tmp
     rounds = 6
     with sink.running() as port:
         config = write_config(tmp_path, smtp_section(port), people)
+        config.write_text(config.read_text().replace("[digest]\n", f'[digest]\ndatabase = "{store_url}"\n', 1))
         from digest import config as config_mod
 
         settings = config_mod.load(config)
