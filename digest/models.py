@@ -114,6 +114,7 @@ class SourceState:
     newest_post: datetime | None = None
     gap_possible: bool = False
     note: str = ""
+    body_hash: str = ""  # of the last feed body read: the same body again is not parsed again
 
 
 @dataclass(frozen=True, slots=True)

@@ -67,6 +67,20 @@ def test_etag_makes_the_second_run_a_cheap_not_modified(tmp_path: Path, http_ser
     assert state.etag == '"abc"' and state.status == "not_modified"
 
 
+def test_a_body_read_last_time_is_not_parsed_again_when_the_server_ignores_conditional_requests(
+    tmp_path: Path, http_server: TestServer
+) -> None:
+    url = serve_feed(http_server, "/f", "rss20.xml")  # no ETag, no Last-Modified: every answer is a full 200
+    first, states, count = run(tmp_path, feeds_config(url))
+    assert first.count("ok") == 1 and count > 0 and states[f"feed:{url}"].body_hash
+    again, states, _ = run(tmp_path, feeds_config(url))
+    assert again.count("not_modified") == 1 and again.new_posts == 0  # the same bytes: not read again
+    assert len(http_server.requests("/f")) == 2 and states[f"feed:{url}"].status == "not_modified"
+    serve_feed(http_server, "/f", "atom10.xml")  # the feed changed: read again, its posts stored
+    changed, states, count_after = run(tmp_path, feeds_config(url))
+    assert changed.count("ok") == 1 and changed.new_posts > 0 and count_after == count + changed.new_posts
+
+
 def test_one_broken_source_never_stops_the_rest(tmp_path: Path, http_server: TestServer) -> None:
     good = serve_feed(http_server, "/good", "rss20.xml")
     http_server.route("/missing", Response(b"nope", status=404))

@@ -413,6 +413,8 @@ def _apply(state: SourceState, outcome: Outcome, now: datetime) -> list[str]:
     state.etag, state.last_modified = outcome.etag, outcome.last_modified
     if outcome.cursor is not None:
         state.cursor = outcome.cursor
+    if outcome.body_hash is not None:
+        state.body_hash = outcome.body_hash
     if outcome.moved_to and outcome.moved_to != state.url:
         state.url = outcome.moved_to
         notes.append(f"moved permanently to {outcome.moved_to}; update feeds.toml")

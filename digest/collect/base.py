@@ -43,6 +43,7 @@ class Outcome:
     moved_to: str | None = None
     complete: bool = False
     notes: list[str] = field(default_factory=list)
+    body_hash: str | None = None  # the body read, hashed (None: leave the stored one)
 
 
 class Job(Protocol):

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 from dataclasses import dataclass
 
 from ..errors import PermanentFetchError
@@ -24,11 +25,15 @@ class FeedJob:
         url = state.url or self.url
         result = await ctx.fetcher.get(url, etag=state.etag, last_modified=state.last_modified)
         outcome = Outcome(etag=result.etag, last_modified=result.last_modified, moved_to=result.moved_to)
-        if result.not_modified:
+        body_hash = "" if result.not_modified else _hash(result.url, result.body)
+        if result.not_modified or body_hash == state.body_hash:
+            # 304, or a server that ignores conditional requests sent the body read last time (from the same
+            # address): its posts are stored already, so feedparser does not read it again
             outcome.not_modified = True
             outcome.etag = outcome.etag or state.etag
             outcome.last_modified = outcome.last_modified or state.last_modified
             return outcome
+        outcome.body_hash = body_hash
         try:
             parsed = await ctx.parse(result.body, result.url, self.key, result.content_type)
         except PermanentFetchError as exc:
@@ -41,3 +46,8 @@ class FeedJob:
             outcome.notes.append(parsed.skipped.note())
         outcome.posts = parsed.posts
         return outcome
+
+
+def _hash(url: str, body: bytes) -> str:
+    """What identifies a body as read: its bytes and the address they came from (relative links resolve there)."""
+    return hashlib.blake2b(url.encode() + b"\0" + body, digest_size=16).hexdigest()
