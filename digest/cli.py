@@ -29,14 +29,16 @@ from . import __version__, clock
 from . import config as config_mod
 from .collect import SourceResult, collect, jobs_for
 from .delivery import SendReport, send_week
-from .errors import ConfigError, DigestError, one_line
+from .errors import ConfigError, DigestError, UsageError, one_line
 from .models import Decision, Post
+from .periods import describe, edition_for
 from .pipeline import composer_for, explain_post, noise_profile, run_filter
 from .store import FilterRun, Store, display_url, environment_failure
 
 __all__ = ["main"]
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
+DRY_RUN_SHOWN = 10  # addresses a dry run prints per edition (its --json lists them all)
 
 out = Console(highlight=False, soft_wrap=True)
 err = Console(stderr=True, highlight=False, soft_wrap=True)
@@ -118,7 +120,8 @@ def check(state: _State) -> None:
     out.print(f"  mail:        {settings.mail.mode}")
     out.print(f"  store:       {display_url(settings.database_url)}", markup=False)
     out.print(
-        f"  schedule:    every {settings.digest.send_on} {settings.digest.timezone}, covering {settings.digest.window_days} days"
+        f"  schedule:    every {settings.digest.send_on} {settings.digest.timezone}; "
+        "each edition covers the posts since the one before"
     )
     if settings.chats:
         chats = ", ".join(f"#{c.hashtag} {c.when} for {c.duration}" for c in settings.chats)
@@ -389,7 +392,7 @@ def topics_explain(state: _State, post: str, as_json: bool) -> None:
 @cli.command()
 @click.option("--subscriber", "email", help="Preview the edition this subscriber gets (their topics).")
 @click.option("--topics", "topic_list", help="Preview these topics, comma-separated (default: all).")
-@click.option("--week", help="An ISO week such as 2026-W47 (default: the edition that would go out now).")
+@click.option("--week", help="An ISO week such as 2026-W47 (default: the edition in progress, its posts so far).")
 @click.option("--out", type=click.Path(dir_okay=False), help="Where to write it (default: digest-preview-WEEK.html).")
 @click.option("--open", "open_browser", is_flag=True, help="Open the preview in your web browser.")
 @click.option("--text", "as_text", is_flag=True, help="The plain-text part instead of the HTML.")
@@ -403,9 +406,11 @@ def preview(
     open_browser: bool,
     as_text: bool,
 ) -> None:
-    """Compose the week's edition from the stored posts and write it to a file to look at.
+    """Compose an edition from the stored posts and write it to a file to look at.
 
-    The filter runs first (as the weekly job would) and its decisions are recorded.
+    By default the edition in progress: the posts since the last send time, which
+    the next send time completes. The filter runs first (as the weekly job would)
+    and its decisions are recorded.
 
     \b
     Examples:
@@ -417,8 +422,9 @@ def preview(
 
     settings = state.settings()
     topics = _selection(settings, email, topic_list)
+    period = edition_for(settings, week, _now(), complete=False)
     with Store.open(settings.database_url) as store, _busy("composing", False):
-        composer = composer_for(settings, store, now=_now(), week=week)
+        composer = composer_for(settings, store, now=_now(), period=period)
     edition = composer.edition(topics)
     if edition is None:
         err.print(
@@ -465,16 +471,21 @@ def _preview_links(settings: config_mod.Settings) -> str:
 
 
 @cli.command()
-@click.option("--week", help="An ISO week such as 2026-W47 (default: this week's edition).")
-@click.option("--dry-run", is_flag=True, help="Compose and say who would get what; send nothing.")
+@click.option("--week", help="An ISO week such as 2026-W47 (default: the last completed edition).")
+@click.option("--dry-run", is_flag=True, help="Compose and list who would get which edition; send nothing.")
 @click.option("--to", "only", metavar="EMAIL", help="Send only to this (confirmed) subscriber.")
 @click.option("--json", "as_json", is_flag=True, help="Print the summary as JSON.")
 @click.option("--quiet", "-q", is_flag=True, help="No progress bar; only problems, on stderr.")
 @click.pass_obj
 def send(state: _State, week: str | None, dry_run: bool, only: str | None, as_json: bool, quiet: bool) -> None:
-    """Send the week's edition to every confirmed subscriber, exactly once each.
+    """Send the last completed edition to every confirmed subscriber, exactly once each.
 
-    Safe to run again: whoever already has this week's edition is skipped, and
+    An edition covers the posts from the previous send time (send_on) to its own,
+    so it is complete, and can be sent, from its send time on: before Friday's
+    send time, `digest send` sends last Friday's edition (a re-run finds it sent).
+    A --week still in progress or not begun is refused (exit 2).
+
+    Safe to run again: whoever already has this edition is skipped, and
     after a crash a re-run sends only what was not handed over. With no [mail]
     smtp, messages are written to the outbox folder as .eml files.
 
@@ -563,12 +574,25 @@ def _print_send(report: SendReport, settings: config_mod.Settings, as_json: bool
         return
     if report.held_elsewhere:
         out.print(f"{len(report.held_elsewhere)} being sent by another run right now", markup=False)
+    if report.period is not None:
+        p = report.period
+        out.print(
+            f"{report.week}: the edition of {describe(settings, p.since)} to {describe(settings, p.until)}; "
+            f"the next is due {describe(settings, report.next_due or p.due)}",
+            markup=False,
+        )
     verb = "would send" if report.dry_run else "sent"
+    count = sum(len(people) for people in report.planned.values()) if report.dry_run else len(report.sent)
     line = (
-        f"{report.week}: {verb} {len(report.sent)}, skipped {len(report.already_sent)} already sent, "
-        f"failed {len(report.failed)}, deferred {len(report.deferred)}; {report.recipients} confirmed subscribers"
+        f"{report.week}: {verb} {count}, skipped {len(report.already_sent)} already sent, "
+        f"failed {len(report.failed)}, deferred {len(report.deferred)}; {_plural(report.recipients, 'confirmed subscriber')}"
     )
     out.print(line, markup=False)
+    for path, people in report.planned.items():
+        shown = ", ".join(people[:DRY_RUN_SHOWN]) + (
+            f" and {len(people) - DRY_RUN_SHOWN} more" if len(people) > DRY_RUN_SHOWN else ""
+        )
+        out.print(f"  {path} -> {_plural(len(people), 'subscriber')}: {shown}", markup=False)
     if report.nothing_to_send:
         out.print(f"nothing this week for {len(report.nothing_to_send)} (their topics had no posts)", markup=False)
     if report.via == "outbox" and report.sent and not report.dry_run:
@@ -677,7 +701,9 @@ def chats_list(state: _State, as_json: bool) -> None:
 
 
 @chats.command(name="recap")
-@click.option("--week", help="An ISO week such as 2026-W47: the last chat of that edition (default: this edition).")
+@click.option(
+    "--week", help="An ISO week such as 2026-W47: the last chat of that edition (default: the one in progress)."
+)
 @click.pass_obj
 def chats_recap(state: _State, week: str | None) -> None:
     """Print the recap of the last chat as the edition's text part shows it.
@@ -697,7 +723,9 @@ def chats_recap(state: _State, week: str | None) -> None:
     if not settings.chats:
         raise DigestError(f"{settings.path}: no [[chats]] configured")
     with Store.open(settings.database_url) as store:
-        made = last_chat_recap(settings, store, now=_now(), week=week)
+        made = last_chat_recap(
+            settings, store, now=_now(), period=edition_for(settings, week, _now(), complete=False) if week else None
+        )
     if made is None:
         err.print("No configured chat ended in this edition's period.", markup=False)
         raise SystemExit(EXIT_FAILED)
@@ -1341,6 +1369,11 @@ def subscribers_export(state: _State, file: str) -> None:
     err.print(f"wrote {rows} subscribers to {file}", markup=False)
 
 
+def _plural(count: int, word: str) -> str:
+    """``1 subscriber``, ``2 subscribers``."""
+    return f"{count:,} {word}{'' if count == 1 else 's'}"
+
+
 def _counts_line(counts: dict[str, int]) -> str:
     return ", ".join(f"{counts.get(s, 0)} {s}" for s in ("confirmed", "pending", "unsubscribed", "bouncing"))
 
@@ -1389,6 +1422,8 @@ def _failure(exc: Exception) -> tuple[list[str], int]:
     """What to tell a person about a failure, and the exit status: the one place errors become words."""
     if isinstance(exc, ConfigError):
         return exc.problems, EXIT_USAGE
+    if isinstance(exc, UsageError):
+        return [f"error: {exc}"], EXIT_USAGE
     if isinstance(exc, DigestError):
         return [f"error: {exc}"], EXIT_FAILED
     if isinstance(exc, sa_exc.SQLAlchemyError):

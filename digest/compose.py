@@ -27,6 +27,7 @@ from premailer import Premailer
 from .clean import MAX_IMAGE_WIDTH, clean_html, is_tracker, safe_url, text_to_html
 from .errors import DigestError
 from .models import Post
+from .periods import parse_week
 from .rank import SharedLink, Story, account_key, dedupe, link_accounts, rank_section, score, shared_links, shares_of
 
 if TYPE_CHECKING:
@@ -38,7 +39,6 @@ __all__ = [
     "Edition",
     "chat_text",
     "compose_issue",
-    "current_week",
     "edition_path",
     "environment",
     "inline_css",
@@ -56,7 +56,6 @@ PLACEHOLDERS = {
     "unsubscribe_url": "%%UNSUBSCRIBE_URL%%",
 }
 _PLACEHOLDER = re.compile("|".join(re.escape(token) for token in PLACEHOLDERS.values()))
-_WEEK = re.compile(r"^(\d{4})-W(\d{2})$")
 _DAYS = ("Mon", "Tue", "Wed", "Thu", "Fri", "Sat", "Sun")
 _MONTHS = (
     "January",
@@ -191,25 +190,18 @@ def _zone(timezone: str | tzinfo) -> tzinfo:
 
 
 def week_bounds(week: str, timezone: str | tzinfo) -> tuple[datetime, datetime]:
-    """An ISO week (``"2026-W47"``) as [Monday 00:00, next Monday 00:00) in ``timezone``."""
-    match = _WEEK.match(week)
-    if not match:
-        raise ValueError(f"{week!r} is not an ISO week such as '2026-W47'")
-    monday = date.fromisocalendar(int(match.group(1)), int(match.group(2)), 1)
+    """An ISO week (``"2026-W47"``) as the calendar week [Monday 00:00, next Monday 00:00) in ``timezone``:
+    the period of a `Composer` given none (an edition's real period comes from `periods`)."""
+    monday = date.fromisocalendar(*parse_week(week), 1)
     zone = _zone(timezone)
     return datetime.combine(monday, time(), zone), datetime.combine(monday + timedelta(days=7), time(), zone)
 
 
-def current_week(now: datetime, timezone: str | tzinfo) -> str:
-    """The ISO week ``now`` falls in, in ``timezone``: ``"2026-W47"``."""
-    year, week, _ = now.astimezone(_zone(timezone)).isocalendar()
-    return f"{year}-W{week:02d}"
-
-
-def _period_label(start: datetime, end: datetime) -> str:
-    """``16–22 November 2026`` for [start, end): the last day shown is the one before ``end`` at midnight."""
-    last = (end - timedelta(microseconds=1)).date()
-    first = start.date()
+def _period_label(start: datetime, end: datetime, zone: tzinfo) -> str:
+    """``16–22 November 2026`` for [start, end) in ``zone``: the last day shown is the one before ``end``
+    at midnight (an edition sent Friday 07:00 shows that Friday)."""
+    last = (end.astimezone(zone) - timedelta(microseconds=1)).date()
+    first = start.astimezone(zone).date()
     if (first.year, first.month) == (last.year, last.month):
         return f"{first.day}–{last.day} {_MONTHS[last.month - 1]} {last.year}"
     if first.year == last.year:
@@ -411,7 +403,7 @@ class Composer:
     def _context(
         self, selection: tuple[str, ...], sections: list[Section], shared: list[LinkView], quiet: bool, path: str
     ) -> dict[str, object]:
-        period = _period_label(*self.period)
+        period = _period_label(*self.period, self.zone)
         week_number = self.week.split("-W")[-1].lstrip("0")
         cards = [c for s in sections for c in s.cards]
         chats = self._chats()

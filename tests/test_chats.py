@@ -30,6 +30,7 @@ from digest.collect.urls import post_id
 from digest.compose import Composer, chat_text, personalize
 from digest.errors import ConfigError
 from digest.models import Author, Engagement, Post
+from digest.periods import last_completed
 from digest.pipeline import chat_recaps, composer_for
 from digest.schedule import CHAT_EVERY, Scheduler, chat_job, collect_slot
 from digest.store import SCHEMA_VERSION, Store
@@ -558,7 +559,7 @@ def test_composer_for_recaps_the_chats_of_the_edition(tmp_path: Path) -> None:
     chat = Chat("hitsm_host")
     with Store.open(settings.database_url) as store:
         store.add_posts("hashtag:#HITsm@mastodon.social", list(chat.posts.values()))
-        composer = composer_for(settings, store, now=AFTER_CHAT)
+        composer = composer_for(settings, store, now=AFTER_CHAT, period=last_completed(settings, AFTER_CHAT))
         (made,) = composer.chats
         assert [q.label for q in made.questions] == ["T1", "T2", "T3a", "T3b", "Q4"]
         assert chat.posts["rafael-cat"].id not in made.shown  # the real filter calls the cat chatter

@@ -164,17 +164,22 @@ class DemoResult:
 
 
 def run_demo(folder: Path, *, now: datetime | None = None, say: Callable[[str], None] = print) -> DemoResult:
-    """Serve the sample week, then collect, filter, compose and send it to the outbox in ``folder``."""
+    """Serve the sample week, then collect, filter, compose and send it to the outbox in ``folder``.
+
+    The demo runs at the send time of the last edition completed by ``now`` (default: the clock), its
+    sample posts dated in the hours before it, so the edition it sends holds the whole sample week."""
     from .. import config
     from ..collect import collect
     from ..compose import personalize
     from ..delivery import links_for, send_week
+    from ..periods import last_completed
     from ..store import Store
 
-    now = now or clock.now()
     folder.mkdir(parents=True, exist_ok=True)
+    path = folder / "feeds.toml"
+    path.write_text(demo_config("http://127.0.0.1"), encoding="utf-8")  # its schedule, before the server's port
+    now = last_completed(config.load(path), now or clock.now()).due
     with serve(sample_feeds(now)) as base:
-        path = folder / "feeds.toml"
         path.write_text(demo_config(base), encoding="utf-8")
         settings = config.load(path)
         say(f"1. serving a sample week on {base}; config written to {path}")
