@@ -438,13 +438,15 @@ def preview(
         edition, unsubscribe_url=links + "unsubscribe", preferences_url=links + "preferences", name=""
     )
     body = edition.text if as_text else edition.html
+    counts = f"{edition.week}{'' if period.complete else ' so far'}: {composer.counts(topics).summary}"
     if as_text and not out and not open_browser:
         out_console = Console(highlight=False, soft_wrap=True, markup=False)
         out_console.print(body, markup=False)
+        err.print(counts, markup=False)
         return
     path = Path(out or f"digest-preview-{edition.week}.{'txt' if as_text else 'html'}").resolve()
     path.write_text(body, encoding="utf-8")
-    err.print(f"wrote {path}: {edition.subject}", markup=False)
+    err.print(f"wrote {path}: {edition.subject}\n{counts}", markup=False)
     if open_browser:
         webbrowser.open(path.as_uri())
 
@@ -631,7 +633,9 @@ def demo(state: _State, folder: str | None, no_open: bool) -> None:
         out.print(f"\nkept under {topic} ({len(lines)}):", markup=False)
         for line in lines[:4]:
             out.print(f"  + {line}", markup=False)
-    out.print(f"\ndropped as off-topic ({len(result.dropped)}):", markup=False)
+    if result.counts.in_chats:
+        out.print(f"\nin the chat recap ({result.counts.in_chats}): see the edition", markup=False)
+    out.print(f"\nleft out as off-topic ({len(result.dropped)}):", markup=False)
     for line in result.dropped:
         out.print(f"  - {line}", markup=False)
     out.print(f"\n4. the edition: {result.preview}\n   the email, as sent: {result.outbox}", markup=False)

@@ -26,6 +26,7 @@ if TYPE_CHECKING:
 __all__ = [
     "chat_recaps",
     "composer_for",
+    "composer_from_run",
     "explain_post",
     "last_chat_recap",
     "noise_profile",
@@ -97,27 +98,34 @@ def _span(period: Period) -> tuple[datetime, datetime]:
 def composer_for(settings: Settings, store: Store, *, now: datetime, period: Period | None = None) -> Composer:
     """Steps 2 and 3: filter the edition's posts (default: the edition in progress), then prepare the
     composer that renders every selection."""
+    period = period or in_progress(settings, now)
+    posts = store.posts(period.since, period.until)  # loaded once, for the filter and the composer
+    run = _filter(settings, store, posts, since=period.since, until=period.until, now=now)
+    return composer_from_run(settings, store, run, week=period.week, now=now, posts=posts)
+
+
+def composer_from_run(
+    settings: Settings, store: Store, run: FilterRun, *, week: str, now: datetime, posts: Sequence[Post] | None = None
+) -> Composer:
+    """Step 3 from a recorded filter run (step 2's output): the composer of its period's editions, whose
+    `Composer.counts` and `Composer.left_out` are what the edition, the left-out page and the CLI show."""
     from .compose import Composer
 
-    period = period or in_progress(settings, now)
-    label, since, until = period.week, period.since, period.until
-    posts = store.posts(since, until)  # loaded once, for the filter and the composer
-    run = _filter(settings, store, posts, since=since, until=until, now=now)
     kept = {pid: {t: d.scores[t] for t in d.topics} for pid, d in run.verdicts if d.topics}
     best = {pid: max(scores.values()) for pid, scores in kept.items()}
     return Composer(
-        posts,
+        store.posts(run.since, run.until) if posts is None else posts,
         kept,
         title=settings.digest.title,
         timezone=settings.digest.timezone,
-        week=label,
+        week=week,
         now=now,
         topics=[t.name for t in settings.topics],
-        period=(since, until),
+        period=(run.since, run.until),
         public_url=settings.subscription.public_url,
         quiet_week=settings.digest.quiet_week,
         templates_dir=settings.templates_dir,
-        chats=chat_recaps(settings, store, since=since, until=until, topic_scores=best),
+        chats=chat_recaps(settings, store, since=run.since, until=run.until, topic_scores=best),
     )
 
 

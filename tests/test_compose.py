@@ -269,7 +269,8 @@ def test_what_an_edition_shows() -> None:
     html, text = edition.html, edition.text
     assert edition.subject == "Health IT Weekly: 16–22 November 2026"
     assert edition.topics == (FHIR, PRIVACY)  # configured order, whatever the subscriber's order
-    assert "12 posts from 8 accounts; 2 off-topic posts left out." in text  # 14 posts, a boost and a cross-post
+    # 14 posts, a boost and a cross-post: 12 read, each counted once
+    assert "12 posts read from 8 sources: 9 on topic, 1 on topics you did not choose, 2 off-topic left out." in text
     # the boost and its original appear once, with who boosted it
     assert html.count("The FHIR R6 ballot is open") == 2  # the card and the preheader
     assert "boosted by @bea@mastodon.social" in text
