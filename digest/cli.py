@@ -448,7 +448,13 @@ def preview(
     path.write_text(body, encoding="utf-8")
     err.print(f"wrote {path}: {edition.subject}\n{counts}", markup=False)
     if open_browser:
-        webbrowser.open(path.as_uri())
+        _open_in_browser(path)
+
+
+def _open_in_browser(path: Path) -> None:
+    """Open a file in the web browser, or say that none was found (a server, a container, ssh)."""
+    if not webbrowser.open(path.as_uri()):
+        err.print(f"no web browser found to open it; open {path} yourself", markup=False)
 
 
 def _selection(settings: config_mod.Settings, email: str | None, topic_list: str | None) -> list[str]:
@@ -641,7 +647,7 @@ def demo(state: _State, folder: str | None, no_open: bool) -> None:
     out.print(f"\n4. the edition: {result.preview}\n   the email, as sent: {result.outbox}", markup=False)
     out.print(f"   try: digest --config {result.folder / 'feeds.toml'} topics show", markup=False)
     if not no_open:
-        webbrowser.open(result.preview.as_uri())
+        _open_in_browser(result.preview)
 
 
 # -- hashtag chats ------------------------------------------------------------------------------------
@@ -1212,10 +1218,12 @@ def serve(
     settings = state.settings()
     secret_of(settings)
     logging.basicConfig(level=log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    if log_level.lower() != "debug":  # one line per fetch only when debugging
+        logging.getLogger("httpx").setLevel(logging.WARNING)
     with Store.open(settings.database_url) as store:
         scheduler = None if no_schedule else Scheduler(settings, store)
         app = create_app(settings, store, scheduler=scheduler)
-        err.print(f"serving {settings.subscription.public_url} on http://{host}:{port}", markup=False)
+        err.print(_serving_line(settings.subscription.public_url or "", host, port, no_schedule), markup=False)
         uvicorn.run(
             app,
             host=host,
@@ -1226,6 +1234,15 @@ def serve(
             log_level=log_level,
             server_header=False,
         )
+
+
+def _serving_line(public_url: str, host: str, port: int, no_schedule: bool) -> str:
+    """``serve``'s first line: where it listens, where readers reach it (when that differs), and the schedule."""
+    local = f"http://{host}:{port}"
+    where = local if public_url.rstrip("/") == local else f"{local} (readers reach it at {public_url})"
+    return f"serving the subscription pages on {where}; " + (
+        "no schedule (--no-schedule)" if no_schedule else "collecting and sending on the schedule"
+    )
 
 
 @cli.group()
@@ -1294,31 +1311,52 @@ def subscribers_add(state: _State, email: str, topic_list: str | None, confirmed
     from .subscribers import add
 
     settings = state.settings()
+    address = _address(email)
     topics = [t.strip() for t in topic_list.split(",") if t.strip()] if topic_list is not None else None
     with Store.open(settings.database_url) as store:
-        added = add(settings, store, email, topics, confirmed=confirmed, now=_now())
+        added = add(settings, store, address, topics, confirmed=confirmed, now=_now())
     note = "; a confirmation email was sent" if added.status == "pending" else ""
     out.print(f"{added.email}: {added.status}{note}", markup=False)
 
 
 @subscribers.command(name="remove")
 @click.argument("email")
+@click.option("--suppress", is_flag=True, help="Block an address that never subscribed from imports and adds.")
 @click.pass_obj
-def subscribers_remove(state: _State, email: str) -> None:
+def subscribers_remove(state: _State, email: str, suppress: bool) -> None:
     """Unsubscribe an address: its data goes, a suppression (its hash) stays.
 
-    An address that was not subscribed is suppressed too, so imports skip it.
+    An address that never subscribed is left alone (and said so), unless
+    --suppress asks for it to be blocked, as when someone asks never to be added.
 
     \b
-    Example:
+    Examples:
       digest subscribers remove reader@example.org
+      digest subscribers remove someone@example.org --suppress
     """
-    from .subscribers import remove
+    from .subscribers import Removal, remove
 
     settings = state.settings()
+    address = _address(email)
     with Store.open(settings.database_url) as store:
-        was = remove(store, email, now=_now())
-    out.print(f"{email.strip().lower()}: {'unsubscribed' if was else 'was not subscribed; suppressed'}", markup=False)
+        done = remove(settings, store, address, now=_now(), suppress=suppress)
+    said = {
+        Removal.UNSUBSCRIBED: "unsubscribed; its suppression stays, so no import adds it back",
+        Removal.NOT_SUBSCRIBED: "was not subscribed; nothing changed (--suppress blocks it from imports and adds)",
+        Removal.ALREADY_UNSUBSCRIBED: "had already unsubscribed; nothing changed",
+        Removal.SUPPRESSED: "was not subscribed; suppressed, so no import or add takes it",
+    }[done]
+    out.print(f"{address}: {said}", markup=False)
+
+
+def _address(raw: str) -> str:
+    """An address from the command line, normalized; a malformed one is bad usage (exit 2) naming it."""
+    from .subscribers import InvalidInput, normalize_email
+
+    try:
+        return normalize_email(raw)
+    except InvalidInput as exc:
+        raise UsageError(f"{raw!r}: {exc}") from None
 
 
 @subscribers.command(name="import")
@@ -1370,7 +1408,7 @@ def subscribers_export(state: _State, file: str) -> None:
     settings = state.settings()
     with Store.open(settings.database_url) as store:
         rows = export_csv(settings, store, file, now=_now())
-    err.print(f"wrote {rows} subscribers to {file}", markup=False)
+    err.print(f"wrote {_plural(rows, 'subscriber')} to {file}", markup=False)
 
 
 def _plural(count: int, word: str) -> str:
@@ -1406,7 +1444,7 @@ def main(argv: list[str] | None = None) -> None:
     except click.exceptions.Exit as exc:
         sys.exit(exc.exit_code)
     except click.ClickException as exc:
-        exc.show()
+        _show_usage_error(exc)
         sys.exit(EXIT_USAGE)
     except (click.exceptions.Abort, KeyboardInterrupt):
         err.print("aborted")
@@ -1420,6 +1458,15 @@ def main(argv: list[str] | None = None) -> None:
         if meta.get(_JSON):
             out.print_json(json.dumps({"error": "\n".join(lines), "exit_status": status}))
         sys.exit(status)
+
+
+def _show_usage_error(exc: click.ClickException) -> None:
+    """click's usage errors in digest's one style: the usage line, then ``error: ...`` (lower-case)."""
+    ctx = getattr(exc, "ctx", None)
+    if ctx is not None:
+        err.print(ctx.get_usage(), markup=False)
+        err.print(f"Try '{ctx.command_path} {ctx.help_option_names[0]}' for help.\n", markup=False)
+    err.print(f"error: {exc.format_message()}", markup=False)
 
 
 def _failure(exc: Exception) -> tuple[list[str], int]:

@@ -25,6 +25,16 @@ retries = 1
 max_retry_after = 2
 """
 
+# The smallest config that composes and sends: one topic, one reader listed in the file.
+ONE_TOPIC = """
+[[topics]]
+name = "Interoperability"
+keywords = ["FHIR", "HL7"]
+
+[[subscribers]]
+email = "ana@example.org"
+"""
+
 
 def settings_from(tmp_path: Path, body: str, *, collect: str = TEST_COLLECT) -> config.Settings:
     """Write a feeds.toml into tmp_path and load it, with the test [collect] section unless given."""

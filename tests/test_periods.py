@@ -13,20 +13,13 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
-from helpers import LAST_SEND, NOW, make_post, run_cli, settings_from
+from helpers import LAST_SEND, NOW, ONE_TOPIC, make_post, run_cli, settings_from
 
 from digest.errors import UsageError
 from digest.periods import edition_for, in_progress, last_completed, parse_week
 from digest.store import Store
 
-TOPICS = """
-[[topics]]
-name = "Interoperability"
-keywords = ["FHIR", "HL7"]
-
-[[subscribers]]
-email = "ana@example.org"
-"""
+TOPICS = ONE_TOPIC
 
 
 @pytest.mark.parametrize(
