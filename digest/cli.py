@@ -61,6 +61,15 @@ class _Group(click.Group):
 _JSON = "digest.json"
 
 
+def _json_flag(what: str) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
+    """The ``--json`` flag of a command: ``what`` it prints instead of its lines."""
+    return click.option("--json", "as_json", is_flag=True, help=f"Print {what} as JSON.")
+
+
+def _print_json(value: Any) -> None:
+    out.print_json(json.dumps(value))
+
+
 class _State:
     def __init__(self, config_path: str | None) -> None:
         self.config_path = config_path
@@ -95,8 +104,9 @@ def cli(ctx: click.Context, config_path: str | None) -> None:
 
 
 @cli.command()
+@_json_flag("the summary")
 @click.pass_obj
-def check(state: _State) -> None:
+def check(state: _State, as_json: bool) -> None:
     """Validate the configuration and print a short summary.
 
     A bad configuration exits with status 2 and one line per problem, naming the
@@ -110,6 +120,9 @@ def check(state: _State) -> None:
     jobs = jobs_for(settings)
     kinds = Counter(type(s).__name__.removesuffix("Source").lower() for s in settings.sources)
     endpoints = Counter(job.kind for job in jobs)
+    if as_json:
+        _print_json(_check_summary(settings, kinds, endpoints))
+        return
     out.print(f"{settings.path}: OK")
     described = ", ".join(f"{n} {kind}" for kind, n in sorted(kinds.items())) or "none"
     out.print(f"  sources:     {sum(kinds.values())} ({described}); {len(jobs)} endpoints to fetch", end="")
@@ -129,6 +142,29 @@ def check(state: _State) -> None:
     secrets = _secret_names(settings)
     if secrets:
         out.print(f"  secrets:     read from the environment: {', '.join(secrets)}")
+
+
+def _check_summary(settings: config_mod.Settings, kinds: Counter[str], endpoints: Counter[str]) -> dict[str, Any]:
+    """``check --json``: what the lines say, as data."""
+    from .periods import in_progress
+    from .subscribers import counts
+
+    return {
+        "config": str(settings.path),
+        "ok": True,
+        "sources": {"total": sum(kinds.values()), "kinds": dict(sorted(kinds.items())), "endpoints": dict(endpoints)},
+        "topics": [t.name for t in settings.topics],
+        "subscribers": {"listed": len(settings.subscribers), "store": counts(settings)},
+        "mail": settings.mail.mode,
+        "store": display_url(settings.database_url),
+        "schedule": {
+            "send_on": settings.digest.send_on,
+            "timezone": settings.digest.timezone,
+            "next_send": in_progress(settings, _now()).due.isoformat(),
+        },
+        "chats": [{"hashtag": c.hashtag, "when": c.when, "duration": c.duration} for c in settings.chats],
+        "secrets": _secret_names(settings),
+    }
 
 
 def _secret_names(settings: config_mod.Settings) -> list[str]:
@@ -396,6 +432,7 @@ def topics_explain(state: _State, post: str, as_json: bool) -> None:
 @click.option("--out", type=click.Path(dir_okay=False), help="Where to write it (default: digest-preview-WEEK.html).")
 @click.option("--open", "open_browser", is_flag=True, help="Open the preview in your web browser.")
 @click.option("--text", "as_text", is_flag=True, help="The plain-text part instead of the HTML.")
+@_json_flag("what was written (file, week, period, counts; the edition goes to the file)")
 @click.pass_obj
 def preview(
     state: _State,
@@ -405,6 +442,7 @@ def preview(
     out: str | None,
     open_browser: bool,
     as_text: bool,
+    as_json: bool,
 ) -> None:
     """Compose an edition from the stored posts and write it to a file to look at.
 
@@ -438,15 +476,29 @@ def preview(
         edition, unsubscribe_url=links + "unsubscribe", preferences_url=links + "preferences", name=""
     )
     body = edition.text if as_text else edition.html
-    counts = f"{edition.week}{'' if period.complete else ' so far'}: {composer.counts(topics).summary}"
-    if as_text and not out and not open_browser:
+    numbers = composer.counts(topics)
+    counts = f"{edition.week}{'' if period.complete else ' so far'}: {numbers.summary}"
+    if as_text and not out and not open_browser and not as_json:
         out_console = Console(highlight=False, soft_wrap=True, markup=False)
         out_console.print(body, markup=False)
         err.print(counts, markup=False)
         return
     path = Path(out or f"digest-preview-{edition.week}.{'txt' if as_text else 'html'}").resolve()
     path.write_text(body, encoding="utf-8")
-    err.print(f"wrote {path}: {edition.subject}\n{counts}", markup=False)
+    if as_json:
+        _print_json(
+            {
+                "file": str(path),
+                "week": edition.week,
+                "period": {"since": period.since.isoformat(), "until": period.until.isoformat()},
+                "complete": period.complete,
+                "topics": list(edition.topics),
+                "subject": edition.subject,
+                "counts": numbers.as_dict(),
+            }
+        )
+    else:
+        err.print(f"wrote {path}: {edition.subject}\n{counts}", markup=False)
     if open_browser:
         _open_in_browser(path)
 
@@ -714,8 +766,9 @@ def chats_list(state: _State, as_json: bool) -> None:
 @click.option(
     "--week", help="An ISO week such as 2026-W47: the last chat of that edition (default: the one in progress)."
 )
+@_json_flag("the recap")
 @click.pass_obj
-def chats_recap(state: _State, week: str | None) -> None:
+def chats_recap(state: _State, week: str | None, as_json: bool) -> None:
     """Print the recap of the last chat as the edition's text part shows it.
 
     For a curator to check what the edition will say: the questions in order,
@@ -746,6 +799,9 @@ def chats_recap(state: _State, week: str | None) -> None:
             markup=False,
         )
         raise SystemExit(EXIT_FAILED)
+    if as_json:
+        _print_json(_recap_dict(made))
+        return
     how = {
         "host": "the host's numbered questions",
         "labels": "numbered questions posted by anyone (none by the host)",
@@ -753,6 +809,28 @@ def chats_recap(state: _State, week: str | None) -> None:
     }[made.mode]
     out.print(chat_text([made], settings.digest.timezone, settings.templates_dir).strip("\n"), markup=False)
     err.print(f"\n{made.posts} chat posts; questions from {how}.", markup=False)
+
+
+def _recap_dict(recap: Any) -> dict[str, Any]:
+    """``chats recap --json``: the questions in order, each with its best answers, then the other highlights."""
+
+    def post(p: Post) -> dict[str, str]:
+        return {"author": p.author.name or p.author.handle, "handle": p.author.handle, "url": p.url, "text": p.text}
+
+    return {
+        "hashtag": recap.hashtag,
+        "start": recap.start.isoformat(),
+        "end": recap.end.isoformat(),
+        "participants": recap.participants,
+        "posts": recap.posts,
+        "mode": recap.mode,
+        "thread_url": recap.thread_url,
+        "questions": [
+            {"label": q.label, "text": q.text, "url": q.link, "answers": [post(a) for a in q.answers]}
+            for q in recap.questions
+        ],
+        "other": [post(p) for p in recap.other],
+    }
 
 
 # -- managing sources: add, import, export, list, status ---------------------------------------
@@ -779,6 +857,7 @@ def sources() -> None:
 @click.option("--pick", type=click.IntRange(min=1), help="A website offering several feeds: add the Nth.")
 @click.option("--all", "pick_all", is_flag=True, help="A website offering several feeds: add them all.")
 @click.option("--no-check", is_flag=True, help="Write it without fetching it first (a website URL is taken as a feed).")
+@_json_flag("what was added and skipped (no prompt: --pick or --all)")
 @click.pass_obj
 def sources_add(
     state: _State,
@@ -788,6 +867,7 @@ def sources_add(
     pick: int | None,
     pick_all: bool,
     no_check: bool,
+    as_json: bool,
 ) -> None:
     """Add SOURCE to feeds.toml after fetching it once to check it.
 
@@ -809,7 +889,8 @@ def sources_add(
     from .sources import ChoiceNeeded, add_source
 
     settings = state.settings()
-    choose = _choose_feeds if sys.stdin is not None and sys.stdin.isatty() and err.is_terminal else None
+    interactive = sys.stdin is not None and sys.stdin.isatty() and err.is_terminal and not as_json
+    choose = _choose_feeds if interactive else None
     try:
         report = add_source(
             settings,
@@ -824,6 +905,17 @@ def sources_add(
         )
     except ChoiceNeeded as exc:
         raise click.UsageError(str(exc)) from None
+    if as_json:
+        _print_json(
+            {
+                "path": str(report.path),
+                "page": report.page or None,
+                "checked": report.checked,
+                "added": [{"source": c.source.describe(), "title": c.title, "posts": c.posts} for c in report.added],
+                "skipped": [{"source": where, "reason": reason} for where, reason in report.skipped],
+            }
+        )
+        return
     for where, reason in report.skipped:
         err.print(f"skipped {where}: {reason}", markup=False)
     found = f" (found on {report.page})" if report.page else ""
@@ -889,8 +981,9 @@ def sources_import(state: _State, file: str, check: bool, as_json: bool) -> None
 
 @sources.command(name="export")
 @click.argument("file", type=click.Path(dir_okay=False, writable=True))
+@_json_flag('{"file", "feeds", "left_out"}')
 @click.pass_obj
-def sources_export(state: _State, file: str) -> None:
+def sources_export(state: _State, file: str, as_json: bool) -> None:
     """Write the sources to FILE.opml (OPML 2.0), for a feed reader or `digest sources import`.
 
     Feeds are written as they are; Mastodon accounts, hashtags (one feed per server) and
@@ -904,6 +997,9 @@ def sources_export(state: _State, file: str) -> None:
 
     settings = state.settings()
     report = export_opml(settings, file, now=_now())
+    if as_json:
+        _print_json({"file": str(file), "feeds": report.feeds, "left_out": report.left_out})
+        return
     for item in report.left_out:
         err.print(f"left out {item}", markup=False)
     err.print(f"wrote {report.feeds} feeds to {file}", markup=False)
@@ -1295,8 +1391,9 @@ def subscribers_list(state: _State, as_json: bool, only: str | None) -> None:
 @click.argument("email")
 @click.option("--topics", "topic_list", help="Topics, comma-separated (default: all).")
 @click.option("--confirmed", is_flag=True, help="They asked you directly: no confirmation email.")
+@_json_flag('{"email", "state", "topics", "confirmation_sent"}')
 @click.pass_obj
-def subscribers_add(state: _State, email: str, topic_list: str | None, confirmed: bool) -> None:
+def subscribers_add(state: _State, email: str, topic_list: str | None, confirmed: bool, as_json: bool) -> None:
     """Add a subscriber (or change an existing one's topics).
 
     With [subscription] double_opt_in (the default) and no --confirmed, the
@@ -1315,6 +1412,11 @@ def subscribers_add(state: _State, email: str, topic_list: str | None, confirmed
     topics = [t.strip() for t in topic_list.split(",") if t.strip()] if topic_list is not None else None
     with Store.open(settings.database_url) as store:
         added = add(settings, store, address, topics, confirmed=confirmed, now=_now())
+    if as_json:
+        topics = list(added.topics or [t.name for t in settings.topics])
+        pending = added.status == "pending"
+        _print_json({"email": added.email, "state": added.status, "topics": topics, "confirmation_sent": pending})
+        return
     note = "; a confirmation email was sent" if added.status == "pending" else ""
     out.print(f"{added.email}: {added.status}{note}", markup=False)
 
@@ -1322,8 +1424,9 @@ def subscribers_add(state: _State, email: str, topic_list: str | None, confirmed
 @subscribers.command(name="remove")
 @click.argument("email")
 @click.option("--suppress", is_flag=True, help="Block an address that never subscribed from imports and adds.")
+@_json_flag('{"email", "result"}')
 @click.pass_obj
-def subscribers_remove(state: _State, email: str, suppress: bool) -> None:
+def subscribers_remove(state: _State, email: str, suppress: bool, as_json: bool) -> None:
     """Unsubscribe an address: its data goes, a suppression (its hash) stays.
 
     An address that never subscribed is left alone (and said so), unless
@@ -1340,6 +1443,9 @@ def subscribers_remove(state: _State, email: str, suppress: bool) -> None:
     address = _address(email)
     with Store.open(settings.database_url) as store:
         done = remove(settings, store, address, now=_now(), suppress=suppress)
+    if as_json:
+        _print_json({"email": address, "result": done.name.lower()})
+        return
     said = {
         Removal.UNSUBSCRIBED: "unsubscribed; its suppression stays, so no import adds it back",
         Removal.NOT_SUBSCRIBED: "was not subscribed; nothing changed (--suppress blocks it from imports and adds)",
@@ -1395,8 +1501,9 @@ def subscribers_import(state: _State, file: str, as_json: bool) -> None:
 
 @subscribers.command(name="export")
 @click.argument("file", type=click.Path(dir_okay=False, writable=True))
+@_json_flag('{"file", "subscribers"}')
 @click.pass_obj
-def subscribers_export(state: _State, file: str) -> None:
+def subscribers_export(state: _State, file: str, as_json: bool) -> None:
     """Write every subscriber to FILE.csv (email, name, topics, state), readable by `import`.
 
     \b
@@ -1408,6 +1515,9 @@ def subscribers_export(state: _State, file: str) -> None:
     settings = state.settings()
     with Store.open(settings.database_url) as store:
         rows = export_csv(settings, store, file, now=_now())
+    if as_json:
+        _print_json({"file": str(file), "subscribers": rows})
+        return
     err.print(f"wrote {_plural(rows, 'subscriber')} to {file}", markup=False)
 
 
@@ -1445,6 +1555,8 @@ def main(argv: list[str] | None = None) -> None:
         sys.exit(exc.exit_code)
     except click.ClickException as exc:
         _show_usage_error(exc)
+        if meta.get(_JSON):
+            out.print_json(json.dumps({"error": f"error: {exc.format_message()}", "exit_status": EXIT_USAGE}))
         sys.exit(EXIT_USAGE)
     except (click.exceptions.Abort, KeyboardInterrupt):
         err.print("aborted")

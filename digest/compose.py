@@ -193,6 +193,17 @@ class Counts:
     in_chats: int  # shown in a chat recap (every reader gets it), on topic or not
     left_out: int  # not kept under any topic and not in a chat recap
 
+    def as_dict(self) -> dict[str, object]:
+        return {
+            "read": self.read,
+            "sources": self.sources,
+            "on_topic": dict(self.on_topic),
+            "other_topics": self.other_topics,
+            "in_chats": self.in_chats,
+            "left_out": self.left_out,
+            "summary": self.summary,
+        }
+
     @property
     def summary(self) -> str:
         """``22 posts read from 5 sources: 11 on topic, 4 in the chat recap, 7 off-topic left out.``"""

@@ -587,6 +587,11 @@ def test_chats_commands(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys:
     shown = capsys.readouterr()
     assert shown.out.startswith("== Chat recap: #HITsm ==") and "T3b: And which one do they never find?" in shown.out
     assert "questions from the host's numbered questions" in shown.err
+    assert run_cli("--config", str(settings.path), "chats", "recap", "--json") == 0
+    recap = json.loads(capsys.readouterr().out)
+    assert recap["hashtag"] == "HITsm" and recap["mode"] == "host"
+    assert [q["label"] for q in recap["questions"]] == ["T1", "T2", "T3a", "T3b", "Q4"]
+    assert all(q["answers"] for q in recap["questions"]) and recap["start"] == "2026-11-20T17:00:00+00:00"
     assert run_cli("--config", str(settings.path), "chats", "recap", "--week", "2026-W46") == 1
     assert "#HITsm, 2026-11-13 17:00 UTC: nothing was collected" in capsys.readouterr().err
 

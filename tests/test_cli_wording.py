@@ -3,11 +3,13 @@ singular when there is one, and a start line and a browser note that say what ha
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import sys
 from datetime import timedelta
 from pathlib import Path
+from typing import Any
 
 import pytest
 from helpers import NOW, ONE_TOPIC, make_post, run_cli, settings_from
@@ -62,3 +64,49 @@ def test_preview_open_with_no_browser_says_so(tmp_path: Path) -> None:
     )
     assert done.returncode == 0 and out.exists(), done.stderr
     assert done.stderr.splitlines()[-1] == f"no web browser found to open it; open {out} yourself"
+
+
+def _json(capsys: pytest.CaptureFixture[str], *argv: str, status: int = 0) -> Any:
+    assert run_cli(*argv) == status
+    return json.loads(capsys.readouterr().out)
+
+
+def test_json_on_check_preview_and_the_subscriber_commands(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    settings = settings_from(tmp_path, ONE_TOPIC)
+    config = ("--config", str(settings.path))
+    checked = _json(capsys, *config, "check", "--json")
+    assert checked["ok"] is True and checked["topics"] == ["Interoperability"]
+    assert checked["subscribers"] == {"listed": 1, "store": None}  # no store yet, and none created
+    assert checked["schedule"]["next_send"] == "2026-11-27T07:00:00+00:00"
+
+    added = _json(capsys, *config, "subscribers", "add", "Ben@Example.org", "--confirmed", "--json")
+    assert added == {
+        "email": "ben@example.org",
+        "state": "confirmed",
+        "topics": ["Interoperability"],
+        "confirmation_sent": False,
+    }
+    exported = _json(capsys, *config, "subscribers", "export", str(tmp_path / "people.csv"), "--json")
+    assert exported == {"file": str(tmp_path / "people.csv"), "subscribers": 2}  # ben and ana, listed in the file
+    for address, result in (("ben@example.org", "unsubscribed"), ("never@example.org", "not_subscribed")):
+        assert _json(capsys, *config, "subscribers", "remove", address, "--json") == {
+            "email": address,
+            "result": result,
+        }
+    bad = _json(capsys, *config, "subscribers", "add", "nope", "--json", status=2)
+    assert bad["exit_status"] == 2 and bad["error"].startswith("error: 'nope': ")
+
+    with Store.open(settings.database_url) as store:
+        store.add_posts("feed:x", [make_post(text="FHIR R6 ballot opens", published=NOW - timedelta(hours=1))])
+    shown = _json(capsys, *config, "preview", "--json", "--out", str(tmp_path / "p.html"))
+    assert shown["week"] == "2026-W48" and shown["complete"] is False and (tmp_path / "p.html").exists()
+    assert shown["counts"]["read"] == 1 and shown["counts"]["summary"] == "1 post read from 1 source: 1 on topic."
+    refused = _json(capsys, *config, "preview", "--json", "--week", "2026-W50", status=2)
+    assert "has not begun" in refused["error"]
+
+
+def test_json_on_sources_export(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    settings = settings_from(tmp_path, ONE_TOPIC + '\n[[sources]]\nfeed = "https://blog.example/feed.xml"\n')
+    opml = tmp_path / "out.opml"
+    exported = _json(capsys, "--config", str(settings.path), "sources", "export", str(opml), "--json")
+    assert exported == {"file": str(opml), "feeds": 1, "left_out": []} and "blog.example" in opml.read_text()
