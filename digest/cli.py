@@ -465,12 +465,10 @@ def preview(
         composer = composer_for(settings, store, now=_now(), period=period)
     edition = composer.edition(topics)
     if edition is None:
-        err.print(
-            f"No posts matched {', '.join(topics)} in {composer.week}: an empty week sends nothing "
-            "(set [digest] quiet_week = true for a one-line note).",
-            markup=False,
+        raise DigestError(
+            f"no posts matched {', '.join(topics)} in {composer.week}: an empty week sends nothing "
+            "(set [digest] quiet_week = true for a one-line note)"
         )
-        raise SystemExit(EXIT_FAILED)
     links = _preview_links(settings)
     edition = personalize(
         edition, unsubscribe_url=links + "unsubscribe", preferences_url=links + "preferences", name=""
@@ -790,15 +788,12 @@ def chats_recap(state: _State, week: str | None, as_json: bool) -> None:
             settings, store, now=_now(), period=edition_for(settings, week, _now(), complete=False) if week else None
         )
     if made is None:
-        err.print("No configured chat ended in this edition's period.", markup=False)
-        raise SystemExit(EXIT_FAILED)
+        raise DigestError("no configured chat ended in this edition's period")
     if made.empty:
-        err.print(
+        raise DigestError(
             f"#{made.hashtag}, {made.start:%Y-%m-%d %H:%M} UTC: nothing was collected during the chat "
-            "(is its hashtag collected often enough? see `digest chats list`).",
-            markup=False,
+            "(is its hashtag collected often enough? see `digest chats list`)"
         )
-        raise SystemExit(EXIT_FAILED)
     if as_json:
         _print_json(_recap_dict(made))
         return

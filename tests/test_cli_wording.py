@@ -110,3 +110,11 @@ def test_json_on_sources_export(tmp_path: Path, capsys: pytest.CaptureFixture[st
     opml = tmp_path / "out.opml"
     exported = _json(capsys, "--config", str(settings.path), "sources", "export", str(opml), "--json")
     assert exported == {"file": str(opml), "feeds": 1, "left_out": []} and "blog.example" in opml.read_text()
+
+
+def test_a_preview_with_nothing_to_show_fails_in_the_one_error_style(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    config = str(settings_from(tmp_path, ONE_TOPIC).path)
+    assert run_cli("--config", config, "preview") == 1
+    assert capsys.readouterr().err.startswith("error: no posts matched Interoperability in 2026-W48: ")
