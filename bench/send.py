@@ -82,6 +82,14 @@ def settings_text(*, smtp: str | None, rate: float = 1_000_000) -> str:
     )
 
 
+def edition_due(settings: Any) -> datetime:
+    """When the benchmarks run: the send time of the last edition completed by the real clock. Their
+    posts are dated in the days before it, so that edition (what `send_week` sends) holds them all."""
+    from digest.periods import last_completed
+
+    return last_completed(settings, datetime.now(UTC)).due
+
+
 def fsync_ms(folder: Path, rounds: int = 20) -> float:
     """The disk's fsync latency under ``folder``, in ms (a 100-byte write and fsync, median of ``rounds``)."""
     path = folder / "fsync-probe"
@@ -148,7 +156,7 @@ def _measure(port: int, messages: int, variant: str, name: str) -> dict[str, Any
     try:
         (folder / "feeds.toml").write_text(settings_text(smtp=f"smtp://127.0.0.1:{port}"), encoding="utf-8")
         settings = config.load(folder / "feeds.toml")
-        now = datetime.now(UTC)
+        now = edition_due(settings)
         with Store.open(settings.database_url) as store:
             posts, _ = corpus.posts(POSTS, now=now, seed=11)
             corpus.store_posts(store, posts)

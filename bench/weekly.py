@@ -34,7 +34,7 @@ from . import compose as compose_bench
 from . import corpus
 from .common import Entry, Stopwatch, Timers, cpu_count, in_child, noise_note, other_cpu, profiled, rounded
 from .mastodon_rss import make_feed
-from .send import BENCH_SECRET, SECRET_ENV, fsync_ms, instrument, settings_text
+from .send import BENCH_SECRET, SECRET_ENV, edition_due, fsync_ms, instrument, settings_text
 from .server import FeedServer
 
 __all__ = ["run"]
@@ -48,9 +48,9 @@ def run(quick: bool) -> dict[str, Entry]:
     """Run the weekly benchmark; ``quick`` is 10,000 posts, 200 sources and 50 subscribers."""
     posts, sources, subscribers = (10_000, 200, 50) if quick else (100_000, 2_000, 1_000)
     hosts = max(MIN_HOSTS, -(-sources // FEEDS_PER_HOST))
-    now = datetime.now(UTC)
     folder = Path(tempfile.mkdtemp(prefix="digest-bench-weekly-"))
     try:
+        now = _due(folder)
         with FeedServer(sources, hosts=hosts, latency=LATENCY, now=now) as server:
             validators = []
             for i in range(sources):
@@ -60,7 +60,7 @@ def run(quick: bool) -> dict[str, Entry]:
                 _setup, str(folder), server.urls, validators, posts, subscribers, now.timestamp(), name="weekly-setup"
             )
             server.stats(reset=True)
-            result = in_child(_measure, str(folder), name="weekly")
+            result = in_child(_measure, str(folder), now.timestamp(), name="weekly")
             result["server"] = server.stats()
     finally:
         shutil.rmtree(folder, ignore_errors=True)
@@ -116,10 +116,20 @@ def _setup(
     }
 
 
-def _measure(folder: str) -> dict[str, Any]:
+def _due(folder: Path) -> datetime:
+    """The moment the benchmark runs at (`send.edition_due`), from its own schedule."""
+    from digest import config
+
+    os.environ[SECRET_ENV] = BENCH_SECRET
+    (folder / "feeds.toml").write_text(settings_text(smtp=None), encoding="utf-8")
+    return edition_due(config.load(folder / "feeds.toml"))
+
+
+def _measure(folder: str, now_ts: float) -> dict[str, Any]:
     import digest.cli as cli
 
     os.environ[SECRET_ENV] = BENCH_SECRET
+    os.environ["DIGEST_NOW"] = datetime.fromtimestamp(now_ts, UTC).isoformat()  # `digest run` at the send time
     timers = Timers()
     imports_s = instrument(timers)
     timers.wrap(cli, "collect", "collect")

@@ -29,14 +29,16 @@ from . import __version__, clock
 from . import config as config_mod
 from .collect import SourceResult, collect, held_line, jobs_for
 from .delivery import SendReport, send_week
-from .errors import ConfigError, DigestError, one_line
+from .errors import ConfigError, DigestError, UsageError, one_line
 from .models import Decision, Post
+from .periods import describe, edition_for
 from .pipeline import composer_for, explain_post, noise_profile, run_filter
 from .store import FilterRun, Store, display_url, environment_failure
 
 __all__ = ["main"]
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
+DRY_RUN_SHOWN = 10  # addresses a dry run prints per edition (its --json lists them all)
 
 out = Console(highlight=False, soft_wrap=True)
 err = Console(stderr=True, highlight=False, soft_wrap=True)
@@ -57,6 +59,15 @@ class _Group(click.Group):
 
 
 _JSON = "digest.json"
+
+
+def _json_flag(what: str) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
+    """The ``--json`` flag of a command: ``what`` it prints instead of its lines."""
+    return click.option("--json", "as_json", is_flag=True, help=f"Print {what} as JSON.")
+
+
+def _print_json(value: Any) -> None:
+    out.print_json(json.dumps(value))
 
 
 class _State:
@@ -93,8 +104,9 @@ def cli(ctx: click.Context, config_path: str | None) -> None:
 
 
 @cli.command()
+@_json_flag("the summary")
 @click.pass_obj
-def check(state: _State) -> None:
+def check(state: _State, as_json: bool) -> None:
     """Validate the configuration and print a short summary.
 
     A bad configuration exits with status 2 and one line per problem, naming the
@@ -108,6 +120,9 @@ def check(state: _State) -> None:
     jobs = jobs_for(settings)
     kinds = Counter(type(s).__name__.removesuffix("Source").lower() for s in settings.sources)
     endpoints = Counter(job.kind for job in jobs)
+    if as_json:
+        _print_json(_check_summary(settings, kinds, endpoints))
+        return
     out.print(f"{settings.path}: OK")
     described = ", ".join(f"{n} {kind}" for kind, n in sorted(kinds.items())) or "none"
     out.print(f"  sources:     {sum(kinds.values())} ({described}); {len(jobs)} endpoints to fetch", end="")
@@ -118,7 +133,8 @@ def check(state: _State) -> None:
     out.print(f"  mail:        {settings.mail.mode}")
     out.print(f"  store:       {display_url(settings.database_url)}", markup=False)
     out.print(
-        f"  schedule:    every {settings.digest.send_on} {settings.digest.timezone}, covering {settings.digest.window_days} days"
+        f"  schedule:    every {settings.digest.send_on} {settings.digest.timezone}; "
+        "each edition covers the posts since the one before"
     )
     if settings.chats:
         chats = ", ".join(f"#{c.hashtag} {c.when} for {c.duration}" for c in settings.chats)
@@ -126,6 +142,29 @@ def check(state: _State) -> None:
     secrets = _secret_names(settings)
     if secrets:
         out.print(f"  secrets:     read from the environment: {', '.join(secrets)}")
+
+
+def _check_summary(settings: config_mod.Settings, kinds: Counter[str], endpoints: Counter[str]) -> dict[str, Any]:
+    """``check --json``: what the lines say, as data."""
+    from .periods import in_progress
+    from .subscribers import counts
+
+    return {
+        "config": str(settings.path),
+        "ok": True,
+        "sources": {"total": sum(kinds.values()), "kinds": dict(sorted(kinds.items())), "endpoints": dict(endpoints)},
+        "topics": [t.name for t in settings.topics],
+        "subscribers": {"listed": len(settings.subscribers), "store": counts(settings)},
+        "mail": settings.mail.mode,
+        "store": display_url(settings.database_url),
+        "schedule": {
+            "send_on": settings.digest.send_on,
+            "timezone": settings.digest.timezone,
+            "next_send": in_progress(settings, _now()).due.isoformat(),
+        },
+        "chats": [{"hashtag": c.hashtag, "when": c.when, "duration": c.duration} for c in settings.chats],
+        "secrets": _secret_names(settings),
+    }
 
 
 def _secret_names(settings: config_mod.Settings) -> list[str]:
@@ -400,10 +439,11 @@ def topics_explain(state: _State, post: str, as_json: bool) -> None:
 @cli.command()
 @click.option("--subscriber", "email", help="Preview the edition this subscriber gets (their topics).")
 @click.option("--topics", "topic_list", help="Preview these topics, comma-separated (default: all).")
-@click.option("--week", help="An ISO week such as 2026-W47 (default: the edition that would go out now).")
+@click.option("--week", help="An ISO week such as 2026-W47 (default: the edition in progress, its posts so far).")
 @click.option("--out", type=click.Path(dir_okay=False), help="Where to write it (default: digest-preview-WEEK.html).")
 @click.option("--open", "open_browser", is_flag=True, help="Open the preview in your web browser.")
 @click.option("--text", "as_text", is_flag=True, help="The plain-text part instead of the HTML.")
+@_json_flag("what was written (file, week, period, counts; the edition goes to the file)")
 @click.pass_obj
 def preview(
     state: _State,
@@ -413,10 +453,13 @@ def preview(
     out: str | None,
     open_browser: bool,
     as_text: bool,
+    as_json: bool,
 ) -> None:
-    """Compose the week's edition from the stored posts and write it to a file to look at.
+    """Compose an edition from the stored posts and write it to a file to look at.
 
-    The filter runs first (as the weekly job would) and its decisions are recorded.
+    By default the edition in progress: the posts since the last send time, which
+    the next send time completes. The filter runs first (as the weekly job would)
+    and its decisions are recorded.
 
     \b
     Examples:
@@ -428,30 +471,51 @@ def preview(
 
     settings = state.settings()
     topics = _selection(settings, email, topic_list)
+    period = edition_for(settings, week, _now(), complete=False)
     with Store.open(settings.database_url) as store, _busy("composing", False):
-        composer = composer_for(settings, store, now=_now(), week=week)
+        composer = composer_for(settings, store, now=_now(), period=period)
     edition = composer.edition(topics)
     if edition is None:
-        err.print(
-            f"No posts matched {', '.join(topics)} in {composer.week}: an empty week sends nothing "
-            "(set [digest] quiet_week = true for a one-line note).",
-            markup=False,
+        raise DigestError(
+            f"no posts matched {', '.join(topics)} in {composer.week}: an empty week sends nothing "
+            "(set [digest] quiet_week = true for a one-line note)"
         )
-        raise SystemExit(EXIT_FAILED)
     links = _preview_links(settings)
     edition = personalize(
         edition, unsubscribe_url=links + "unsubscribe", preferences_url=links + "preferences", name=""
     )
     body = edition.text if as_text else edition.html
-    if as_text and not out and not open_browser:
+    numbers = composer.counts(topics)
+    counts = f"{edition.week}{'' if period.complete else ' so far'}: {numbers.summary}"
+    if as_text and not out and not open_browser and not as_json:
         out_console = Console(highlight=False, soft_wrap=True, markup=False)
         out_console.print(body, markup=False)
+        err.print(counts, markup=False)
         return
     path = Path(out or f"digest-preview-{edition.week}.{'txt' if as_text else 'html'}").resolve()
     path.write_text(body, encoding="utf-8")
-    err.print(f"wrote {path}: {edition.subject}", markup=False)
+    if as_json:
+        _print_json(
+            {
+                "file": str(path),
+                "week": edition.week,
+                "period": {"since": period.since.isoformat(), "until": period.until.isoformat()},
+                "complete": period.complete,
+                "topics": list(edition.topics),
+                "subject": edition.subject,
+                "counts": numbers.as_dict(),
+            }
+        )
+    else:
+        err.print(f"wrote {path}: {edition.subject}\n{counts}", markup=False)
     if open_browser:
-        webbrowser.open(path.as_uri())
+        _open_in_browser(path)
+
+
+def _open_in_browser(path: Path) -> None:
+    """Open a file in the web browser, or say that none was found (a server, a container, ssh)."""
+    if not webbrowser.open(path.as_uri()):
+        err.print(f"no web browser found to open it; open {path} yourself", markup=False)
 
 
 def _selection(settings: config_mod.Settings, email: str | None, topic_list: str | None) -> list[str]:
@@ -476,16 +540,21 @@ def _preview_links(settings: config_mod.Settings) -> str:
 
 
 @cli.command()
-@click.option("--week", help="An ISO week such as 2026-W47 (default: this week's edition).")
-@click.option("--dry-run", is_flag=True, help="Compose and say who would get what; send nothing.")
+@click.option("--week", help="An ISO week such as 2026-W47 (default: the last completed edition).")
+@click.option("--dry-run", is_flag=True, help="Compose and list who would get which edition; send nothing.")
 @click.option("--to", "only", metavar="EMAIL", help="Send only to this (confirmed) subscriber.")
 @click.option("--json", "as_json", is_flag=True, help="Print the summary as JSON.")
 @click.option("--quiet", "-q", is_flag=True, help="No progress bar; only problems, on stderr.")
 @click.pass_obj
 def send(state: _State, week: str | None, dry_run: bool, only: str | None, as_json: bool, quiet: bool) -> None:
-    """Send the week's edition to every confirmed subscriber, exactly once each.
+    """Send the last completed edition to every confirmed subscriber, exactly once each.
 
-    Safe to run again: whoever already has this week's edition is skipped, and
+    An edition covers the posts from the previous send time (send_on) to its own,
+    so it is complete, and can be sent, from its send time on: before Friday's
+    send time, `digest send` sends last Friday's edition (a re-run finds it sent).
+    A --week still in progress or not begun is refused (exit 2).
+
+    Safe to run again: whoever already has this edition is skipped, and
     after a crash a re-run sends only what was not handed over. With no [mail]
     smtp, messages are written to the outbox folder as .eml files.
 
@@ -576,12 +645,25 @@ def _print_send(report: SendReport, settings: config_mod.Settings, as_json: bool
         return
     if report.held_elsewhere:
         out.print(f"{len(report.held_elsewhere)} being sent by another run right now", markup=False)
+    if report.period is not None:
+        p = report.period
+        out.print(
+            f"{report.week}: the edition of {describe(settings, p.since)} to {describe(settings, p.until)}; "
+            f"the next is due {describe(settings, report.next_due or p.due)}",
+            markup=False,
+        )
     verb = "would send" if report.dry_run else "sent"
+    count = sum(len(people) for people in report.planned.values()) if report.dry_run else len(report.sent)
     line = (
-        f"{report.week}: {verb} {len(report.sent)}, skipped {len(report.already_sent)} already sent, "
-        f"failed {len(report.failed)}, deferred {len(report.deferred)}; {report.recipients} confirmed subscribers"
+        f"{report.week}: {verb} {count}, skipped {len(report.already_sent)} already sent, "
+        f"failed {len(report.failed)}, deferred {len(report.deferred)}; {_plural(report.recipients, 'confirmed subscriber')}"
     )
     out.print(line, markup=False)
+    for path, people in report.planned.items():
+        shown = ", ".join(people[:DRY_RUN_SHOWN]) + (
+            f" and {len(people) - DRY_RUN_SHOWN} more" if len(people) > DRY_RUN_SHOWN else ""
+        )
+        out.print(f"  {path} -> {_plural(len(people), 'subscriber')}: {shown}", markup=False)
     if report.nothing_to_send:
         out.print(f"nothing this week for {len(report.nothing_to_send)} (their topics had no posts)", markup=False)
     if report.via == "outbox" and report.sent and not report.dry_run:
@@ -620,13 +702,15 @@ def demo(state: _State, folder: str | None, no_open: bool) -> None:
         out.print(f"\nkept under {topic} ({len(lines)}):", markup=False)
         for line in lines[:4]:
             out.print(f"  + {line}", markup=False)
-    out.print(f"\ndropped as off-topic ({len(result.dropped)}):", markup=False)
+    if result.counts.in_chats:
+        out.print(f"\nin the chat recap ({result.counts.in_chats}): see the edition", markup=False)
+    out.print(f"\nleft out as off-topic ({len(result.dropped)}):", markup=False)
     for line in result.dropped:
         out.print(f"  - {line}", markup=False)
     out.print(f"\n4. the edition: {result.preview}\n   the email, as sent: {result.outbox}", markup=False)
     out.print(f"   try: digest --config {result.folder / 'feeds.toml'} topics show", markup=False)
     if not no_open:
-        webbrowser.open(result.preview.as_uri())
+        _open_in_browser(result.preview)
 
 
 # -- hashtag chats ------------------------------------------------------------------------------------
@@ -690,9 +774,12 @@ def chats_list(state: _State, as_json: bool) -> None:
 
 
 @chats.command(name="recap")
-@click.option("--week", help="An ISO week such as 2026-W47: the last chat of that edition (default: this edition).")
+@click.option(
+    "--week", help="An ISO week such as 2026-W47: the last chat of that edition (default: the one in progress)."
+)
+@_json_flag("the recap")
 @click.pass_obj
-def chats_recap(state: _State, week: str | None) -> None:
+def chats_recap(state: _State, week: str | None, as_json: bool) -> None:
     """Print the recap of the last chat as the edition's text part shows it.
 
     For a curator to check what the edition will say: the questions in order,
@@ -710,17 +797,19 @@ def chats_recap(state: _State, week: str | None) -> None:
     if not settings.chats:
         raise DigestError(f"{settings.path}: no [[chats]] configured")
     with Store.open(settings.database_url) as store:
-        made = last_chat_recap(settings, store, now=_now(), week=week)
-    if made is None:
-        err.print("No configured chat ended in this edition's period.", markup=False)
-        raise SystemExit(EXIT_FAILED)
-    if made.empty:
-        err.print(
-            f"#{made.hashtag}, {made.start:%Y-%m-%d %H:%M} UTC: nothing was collected during the chat "
-            "(is its hashtag collected often enough? see `digest chats list`).",
-            markup=False,
+        made = last_chat_recap(
+            settings, store, now=_now(), period=edition_for(settings, week, _now(), complete=False) if week else None
         )
-        raise SystemExit(EXIT_FAILED)
+    if made is None:
+        raise DigestError("no configured chat ended in this edition's period")
+    if made.empty:
+        raise DigestError(
+            f"#{made.hashtag}, {made.start:%Y-%m-%d %H:%M} UTC: nothing was collected during the chat "
+            "(is its hashtag collected often enough? see `digest chats list`)"
+        )
+    if as_json:
+        _print_json(_recap_dict(made))
+        return
     how = {
         "host": "the host's numbered questions",
         "labels": "numbered questions posted by anyone (none by the host)",
@@ -728,6 +817,28 @@ def chats_recap(state: _State, week: str | None) -> None:
     }[made.mode]
     out.print(chat_text([made], settings.digest.timezone, settings.templates_dir).strip("\n"), markup=False)
     err.print(f"\n{made.posts} chat posts; questions from {how}.", markup=False)
+
+
+def _recap_dict(recap: Any) -> dict[str, Any]:
+    """``chats recap --json``: the questions in order, each with its best answers, then the other highlights."""
+
+    def post(p: Post) -> dict[str, str]:
+        return {"author": p.author.name or p.author.handle, "handle": p.author.handle, "url": p.url, "text": p.text}
+
+    return {
+        "hashtag": recap.hashtag,
+        "start": recap.start.isoformat(),
+        "end": recap.end.isoformat(),
+        "participants": recap.participants,
+        "posts": recap.posts,
+        "mode": recap.mode,
+        "thread_url": recap.thread_url,
+        "questions": [
+            {"label": q.label, "text": q.text, "url": q.link, "answers": [post(a) for a in q.answers]}
+            for q in recap.questions
+        ],
+        "other": [post(p) for p in recap.other],
+    }
 
 
 # -- managing sources: add, import, export, list, status ---------------------------------------
@@ -754,6 +865,7 @@ def sources() -> None:
 @click.option("--pick", type=click.IntRange(min=1), help="A website offering several feeds: add the Nth.")
 @click.option("--all", "pick_all", is_flag=True, help="A website offering several feeds: add them all.")
 @click.option("--no-check", is_flag=True, help="Write it without fetching it first (a website URL is taken as a feed).")
+@_json_flag("what was added and skipped (no prompt: --pick or --all)")
 @click.pass_obj
 def sources_add(
     state: _State,
@@ -763,6 +875,7 @@ def sources_add(
     pick: int | None,
     pick_all: bool,
     no_check: bool,
+    as_json: bool,
 ) -> None:
     """Add SOURCE to feeds.toml after fetching it once to check it.
 
@@ -784,7 +897,8 @@ def sources_add(
     from .sources import ChoiceNeeded, add_source
 
     settings = state.settings()
-    choose = _choose_feeds if sys.stdin is not None and sys.stdin.isatty() and err.is_terminal else None
+    interactive = sys.stdin is not None and sys.stdin.isatty() and err.is_terminal and not as_json
+    choose = _choose_feeds if interactive else None
     try:
         report = add_source(
             settings,
@@ -799,6 +913,17 @@ def sources_add(
         )
     except ChoiceNeeded as exc:
         raise click.UsageError(str(exc)) from None
+    if as_json:
+        _print_json(
+            {
+                "path": str(report.path),
+                "page": report.page or None,
+                "checked": report.checked,
+                "added": [{"source": c.source.describe(), "title": c.title, "posts": c.posts} for c in report.added],
+                "skipped": [{"source": where, "reason": reason} for where, reason in report.skipped],
+            }
+        )
+        return
     for where, reason in report.skipped:
         err.print(f"skipped {where}: {reason}", markup=False)
     found = f" (found on {report.page})" if report.page else ""
@@ -864,8 +989,9 @@ def sources_import(state: _State, file: str, check: bool, as_json: bool) -> None
 
 @sources.command(name="export")
 @click.argument("file", type=click.Path(dir_okay=False, writable=True))
+@_json_flag('{"file", "feeds", "left_out"}')
 @click.pass_obj
-def sources_export(state: _State, file: str) -> None:
+def sources_export(state: _State, file: str, as_json: bool) -> None:
     """Write the sources to FILE.opml (OPML 2.0), for a feed reader or `digest sources import`.
 
     Feeds are written as they are; Mastodon accounts, hashtags (one feed per server) and
@@ -879,6 +1005,9 @@ def sources_export(state: _State, file: str) -> None:
 
     settings = state.settings()
     report = export_opml(settings, file, now=_now())
+    if as_json:
+        _print_json({"file": str(file), "feeds": report.feeds, "left_out": report.left_out})
+        return
     for item in report.left_out:
         err.print(f"left out {item}", markup=False)
     err.print(f"wrote {report.feeds} feeds to {file}", markup=False)
@@ -1182,6 +1311,8 @@ def serve(
       digest serve --host 127.0.0.1 --port 8080 --access-log
       digest serve --no-schedule          # pages only; cron runs `digest run`
     """
+    import logging
+
     from . import serving
     from .schedule import Scheduler
     from .subscribers import secret_of
@@ -1189,10 +1320,12 @@ def serve(
 
     settings = state.settings()
     secret_of(settings)
+    if log_level.lower() != "debug":  # one line per fetch only when debugging
+        logging.getLogger("httpx").setLevel(logging.WARNING)
     with Store.open(settings.database_url) as store:
         scheduler = None if no_schedule else Scheduler(settings, store)
         app = create_app(settings, store, scheduler=scheduler)
-        err.print(f"serving {settings.subscription.public_url} on http://{host}:{port}", markup=False)
+        err.print(_serving_line(settings.subscription.public_url or "", host, port, no_schedule), markup=False)
         serving.run(
             app,
             host=host,
@@ -1202,6 +1335,15 @@ def serve(
             access_log=access_log,
             log_level=log_level,
         )
+
+
+def _serving_line(public_url: str, host: str, port: int, no_schedule: bool) -> str:
+    """``serve``'s first line: where it listens, where readers reach it (when that differs), and the schedule."""
+    local = f"http://{host}:{port}"
+    where = local if public_url.rstrip("/") == local else f"{local} (readers reach it at {public_url})"
+    return f"serving the subscription pages on {where}; " + (
+        "no schedule (--no-schedule)" if no_schedule else "collecting and sending on the schedule"
+    )
 
 
 @cli.group()
@@ -1254,8 +1396,9 @@ def subscribers_list(state: _State, as_json: bool, only: str | None) -> None:
 @click.argument("email")
 @click.option("--topics", "topic_list", help="Topics, comma-separated (default: all).")
 @click.option("--confirmed", is_flag=True, help="They asked you directly: no confirmation email.")
+@_json_flag('{"email", "state", "topics", "confirmation_sent"}')
 @click.pass_obj
-def subscribers_add(state: _State, email: str, topic_list: str | None, confirmed: bool) -> None:
+def subscribers_add(state: _State, email: str, topic_list: str | None, confirmed: bool, as_json: bool) -> None:
     """Add a subscriber (or change an existing one's topics).
 
     With [subscription] double_opt_in (the default) and no --confirmed, the
@@ -1270,31 +1413,61 @@ def subscribers_add(state: _State, email: str, topic_list: str | None, confirmed
     from .subscribers import add
 
     settings = state.settings()
+    address = _address(email)
     topics = [t.strip() for t in topic_list.split(",") if t.strip()] if topic_list is not None else None
     with Store.open(settings.database_url) as store:
-        added = add(settings, store, email, topics, confirmed=confirmed, now=_now())
+        added = add(settings, store, address, topics, confirmed=confirmed, now=_now())
+    if as_json:
+        topics = list(added.topics or [t.name for t in settings.topics])
+        pending = added.status == "pending"
+        _print_json({"email": added.email, "state": added.status, "topics": topics, "confirmation_sent": pending})
+        return
     note = "; a confirmation email was sent" if added.status == "pending" else ""
     out.print(f"{added.email}: {added.status}{note}", markup=False)
 
 
 @subscribers.command(name="remove")
 @click.argument("email")
+@click.option("--suppress", is_flag=True, help="Block an address that never subscribed from imports and adds.")
+@_json_flag('{"email", "result"}')
 @click.pass_obj
-def subscribers_remove(state: _State, email: str) -> None:
+def subscribers_remove(state: _State, email: str, suppress: bool, as_json: bool) -> None:
     """Unsubscribe an address: its data goes, a suppression (its hash) stays.
 
-    An address that was not subscribed is suppressed too, so imports skip it.
+    An address that never subscribed is left alone (and said so), unless
+    --suppress asks for it to be blocked, as when someone asks never to be added.
 
     \b
-    Example:
+    Examples:
       digest subscribers remove reader@example.org
+      digest subscribers remove someone@example.org --suppress
     """
-    from .subscribers import remove
+    from .subscribers import Removal, remove
 
     settings = state.settings()
+    address = _address(email)
     with Store.open(settings.database_url) as store:
-        was = remove(store, email, now=_now())
-    out.print(f"{email.strip().lower()}: {'unsubscribed' if was else 'was not subscribed; suppressed'}", markup=False)
+        done = remove(settings, store, address, now=_now(), suppress=suppress)
+    if as_json:
+        _print_json({"email": address, "result": done.name.lower()})
+        return
+    said = {
+        Removal.UNSUBSCRIBED: "unsubscribed; its suppression stays, so no import adds it back",
+        Removal.NOT_SUBSCRIBED: "was not subscribed; nothing changed (--suppress blocks it from imports and adds)",
+        Removal.ALREADY_UNSUBSCRIBED: "had already unsubscribed; nothing changed",
+        Removal.SUPPRESSED: "was not subscribed; suppressed, so no import or add takes it",
+    }[done]
+    out.print(f"{address}: {said}", markup=False)
+
+
+def _address(raw: str) -> str:
+    """An address from the command line, normalized; a malformed one is bad usage (exit 2) naming it."""
+    from .subscribers import InvalidInput, normalize_email
+
+    try:
+        return normalize_email(raw)
+    except InvalidInput as exc:
+        raise UsageError(f"{raw!r}: {exc}") from None
 
 
 @subscribers.command(name="import")
@@ -1333,8 +1506,9 @@ def subscribers_import(state: _State, file: str, as_json: bool) -> None:
 
 @subscribers.command(name="export")
 @click.argument("file", type=click.Path(dir_okay=False, writable=True))
+@_json_flag('{"file", "subscribers"}')
 @click.pass_obj
-def subscribers_export(state: _State, file: str) -> None:
+def subscribers_export(state: _State, file: str, as_json: bool) -> None:
     """Write every subscriber to FILE.csv (email, name, topics, state), readable by `import`.
 
     \b
@@ -1346,7 +1520,15 @@ def subscribers_export(state: _State, file: str) -> None:
     settings = state.settings()
     with Store.open(settings.database_url) as store:
         rows = export_csv(settings, store, file, now=_now())
-    err.print(f"wrote {rows} subscribers to {file}", markup=False)
+    if as_json:
+        _print_json({"file": str(file), "subscribers": rows})
+        return
+    err.print(f"wrote {_plural(rows, 'subscriber')} to {file}", markup=False)
+
+
+def _plural(count: int, word: str) -> str:
+    """``1 subscriber``, ``2 subscribers``."""
+    return f"{count:,} {word}{'' if count == 1 else 's'}"
 
 
 def _counts_line(counts: dict[str, int]) -> str:
@@ -1377,7 +1559,9 @@ def main(argv: list[str] | None = None) -> None:
     except click.exceptions.Exit as exc:
         sys.exit(exc.exit_code)
     except click.ClickException as exc:
-        exc.show()
+        _show_usage_error(exc)
+        if meta.get(_JSON):
+            out.print_json(json.dumps({"error": f"error: {exc.format_message()}", "exit_status": EXIT_USAGE}))
         sys.exit(EXIT_USAGE)
     except (click.exceptions.Abort, KeyboardInterrupt):
         err.print("aborted")
@@ -1393,10 +1577,21 @@ def main(argv: list[str] | None = None) -> None:
         sys.exit(status)
 
 
+def _show_usage_error(exc: click.ClickException) -> None:
+    """click's usage errors in digest's one style: the usage line, then ``error: ...`` (lower-case)."""
+    ctx = getattr(exc, "ctx", None)
+    if ctx is not None:
+        err.print(ctx.get_usage(), markup=False)
+        err.print(f"Try '{ctx.command_path} {ctx.help_option_names[0]}' for help.\n", markup=False)
+    err.print(f"error: {exc.format_message()}", markup=False)
+
+
 def _failure(exc: Exception) -> tuple[list[str], int]:
     """What to tell a person about a failure, and the exit status: the one place errors become words."""
     if isinstance(exc, ConfigError):
         return exc.problems, EXIT_USAGE
+    if isinstance(exc, UsageError):
+        return [f"error: {exc}"], EXIT_USAGE
     if isinstance(exc, DigestError):
         return [f"error: {exc}"], EXIT_FAILED
     if isinstance(exc, sa_exc.SQLAlchemyError):

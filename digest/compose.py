@@ -27,7 +27,8 @@ from premailer import Premailer
 from .clean import MAX_IMAGE_WIDTH, clean_html, is_tracker, safe_url, text_to_html
 from .errors import DigestError
 from .models import Post
-from .rank import SharedLink, Story, account_key, dedupe, link_accounts, rank_section, score, shared_links, shares_of
+from .periods import parse_week
+from .rank import SharedLink, Story, dedupe, link_accounts, rank_section, score, shared_links, shares_of
 
 if TYPE_CHECKING:
     from .chats import Recap
@@ -35,10 +36,10 @@ if TYPE_CHECKING:
 __all__ = [
     "PLACEHOLDERS",
     "Composer",
+    "Counts",
     "Edition",
     "chat_text",
     "compose_issue",
-    "current_week",
     "edition_path",
     "environment",
     "inline_css",
@@ -56,7 +57,6 @@ PLACEHOLDERS = {
     "unsubscribe_url": "%%UNSUBSCRIBE_URL%%",
 }
 _PLACEHOLDER = re.compile("|".join(re.escape(token) for token in PLACEHOLDERS.values()))
-_WEEK = re.compile(r"^(\d{4})-W(\d{2})$")
 _DAYS = ("Mon", "Tue", "Wed", "Thu", "Fri", "Sat", "Sun")
 _MONTHS = (
     "January",
@@ -179,6 +179,46 @@ class ChatView:
         return " · ".join(parts)
 
 
+@dataclass(frozen=True, slots=True)
+class Counts:
+    """An edition's numbers, defined once and shown everywhere (the header, the sections, the footer,
+    the left-out page, the CLI). Every post read in the period, after merging what a reader would call
+    one post (`rank.dedupe`: one post seen through two feeds counts once), is in exactly one of
+    ``on_topic`` (its best selected topic), ``other_topics``, ``in_chats`` or ``left_out``."""
+
+    read: int
+    sources: int  # the sources (feeds, accounts, hashtags) the posts read came through
+    on_topic: Mapping[str, int]  # per selected topic: its section's posts, before the top-N cut
+    other_topics: int  # kept only under topics this selection does not have
+    in_chats: int  # shown in a chat recap (every reader gets it), on topic or not
+    left_out: int  # not kept under any topic and not in a chat recap
+
+    def as_dict(self) -> dict[str, object]:
+        return {
+            "read": self.read,
+            "sources": self.sources,
+            "on_topic": dict(self.on_topic),
+            "other_topics": self.other_topics,
+            "in_chats": self.in_chats,
+            "left_out": self.left_out,
+            "summary": self.summary,
+        }
+
+    @property
+    def summary(self) -> str:
+        """``22 posts read from 5 sources: 11 on topic, 4 in the chat recap, 7 off-topic left out.``"""
+        if not self.read:
+            return "No new posts this week."
+        parts = [f"{sum(self.on_topic.values()):,} on topic"]
+        if self.other_topics:
+            parts.append(f"{self.other_topics:,} on topics you did not choose")
+        if self.in_chats:
+            parts.append(f"{self.in_chats:,} in the chat recap")
+        if self.left_out:
+            parts.append(f"{self.left_out:,} off-topic left out")
+        return f"{_plural(self.read, 'post')} read from {_plural(self.sources, 'source')}: {', '.join(parts)}."
+
+
 class _Slot(Markup):
     """A placeholder token: printed as is, never neutralized by `_neutralize`."""
 
@@ -191,25 +231,18 @@ def _zone(timezone: str | tzinfo) -> tzinfo:
 
 
 def week_bounds(week: str, timezone: str | tzinfo) -> tuple[datetime, datetime]:
-    """An ISO week (``"2026-W47"``) as [Monday 00:00, next Monday 00:00) in ``timezone``."""
-    match = _WEEK.match(week)
-    if not match:
-        raise ValueError(f"{week!r} is not an ISO week such as '2026-W47'")
-    monday = date.fromisocalendar(int(match.group(1)), int(match.group(2)), 1)
+    """An ISO week (``"2026-W47"``) as the calendar week [Monday 00:00, next Monday 00:00) in ``timezone``:
+    the period of a `Composer` given none (an edition's real period comes from `periods`)."""
+    monday = date.fromisocalendar(*parse_week(week), 1)
     zone = _zone(timezone)
     return datetime.combine(monday, time(), zone), datetime.combine(monday + timedelta(days=7), time(), zone)
 
 
-def current_week(now: datetime, timezone: str | tzinfo) -> str:
-    """The ISO week ``now`` falls in, in ``timezone``: ``"2026-W47"``."""
-    year, week, _ = now.astimezone(_zone(timezone)).isocalendar()
-    return f"{year}-W{week:02d}"
-
-
-def _period_label(start: datetime, end: datetime) -> str:
-    """``16–22 November 2026`` for [start, end): the last day shown is the one before ``end`` at midnight."""
-    last = (end - timedelta(microseconds=1)).date()
-    first = start.date()
+def _period_label(start: datetime, end: datetime, zone: tzinfo) -> str:
+    """``16–22 November 2026`` for [start, end) in ``zone``: the last day shown is the one before ``end``
+    at midnight (an edition sent Friday 07:00 shows that Friday)."""
+    last = (end.astimezone(zone) - timedelta(microseconds=1)).date()
+    first = start.astimezone(zone).date()
     if (first.year, first.month) == (last.year, last.month):
         return f"{first.day}–{last.day} {_MONTHS[last.month - 1]} {last.year}"
     if first.year == last.year:
@@ -329,11 +362,11 @@ class Composer:
         self.chats = tuple(r for r in chats if not r.empty)
         self.in_chats: frozenset[str] = frozenset().union(*(r.shown for r in self.chats))
         # 2. the week's numbers and who shared which link, the same for every selection
-        self.left_out = sum(1 for s in self.stories if not self.kept[s.post.id] and not s.ids & self.in_chats)
-        self.accounts = len({account_key(p) for s in self.stories for p in s.posts if not p.is_boost})
+        self.in_recap = {s.post.id for s in self.stories if s.ids & self.in_chats}
+        self.left_out = tuple(s for s in self.stories if not self.kept[s.post.id] and s.post.id not in self.in_recap)
+        self.sources = len({p.source for s in self.stories for p in s.posts})
         self.link_accounts = link_accounts(on_topic)
         # per story, once: what every selection would otherwise work out again for the whole week
-        self.in_recap = {s.post.id for s in self.stories if s.ids & self.in_chats}
         self.shares = {s.post.id: shares_of(s, self.link_accounts) for s in on_topic}
         self._chat_views: list[ChatView] | None = None
         self._cards: dict[str, Card] = {}
@@ -373,7 +406,18 @@ class Composer:
             where = _template_line(exc) or name
             raise DigestError(f"{where}: {exc.message or exc} (in the edition templates)") from exc
 
-    def _sections(self, selection: tuple[str, ...]) -> list[Section]:
+    def counts(self, topics: Sequence[str]) -> Counts:
+        """The numbers of one selection's edition (see `Counts`)."""
+        selection = self._selection(topics)
+        on_topic = {topic: len(stories) for topic, stories in self.assign(selection).items()}
+        in_chats, left_out = len(self.in_recap), len(self.left_out)
+        other = len(self.stories) - sum(on_topic.values()) - in_chats - left_out
+        return Counts(len(self.stories), self.sources, on_topic, other, in_chats, left_out)
+
+    def assign(self, selection: Sequence[str]) -> dict[str, list[Story]]:
+        """Each story kept under a selected topic (and not in a chat recap) goes to the one it scores best
+        under, oldest first: the sections' posts before ranking and the top-N cut."""
+        selection = self._selection(selection)
         by_topic: dict[str, list[Story]] = {topic: [] for topic in selection}
         for story in self.stories:
             topics = self.kept[story.post.id]
@@ -383,8 +427,11 @@ class Composer:
             if mine:
                 best = max(mine, key=lambda t: (topics[t], -selection.index(t)))
                 by_topic[best].append(story)
+        return by_topic
+
+    def _sections(self, selection: tuple[str, ...]) -> list[Section]:
         sections = []
-        for topic, stories in by_topic.items():
+        for topic, stories in self.assign(selection).items():
             scores = {
                 s.post.id: score(s.post, self.kept[s.post.id][topic], self.shares[s.post.id], self.now) for s in stories
             }
@@ -411,10 +458,11 @@ class Composer:
     def _context(
         self, selection: tuple[str, ...], sections: list[Section], shared: list[LinkView], quiet: bool, path: str
     ) -> dict[str, object]:
-        period = _period_label(*self.period)
+        period = _period_label(*self.period, self.zone)
         week_number = self.week.split("-W")[-1].lstrip("0")
         cards = [c for s in sections for c in s.cards]
         chats = self._chats()
+        counts = self.counts(selection)
         return {
             "title": self.title,
             "subject": f"{self.title}: {period}",
@@ -422,7 +470,7 @@ class Composer:
             "week_label": f"Week {week_number}",
             "period": period,
             "timezone": str(self.zone),
-            "summary": _summary(len(self.stories), self.accounts, self.left_out),
+            "summary": counts.summary,
             "preheader": " · ".join((c.title or c.text)[:80] for c in cards[:3] if not c.warning),
             "topics": selection,
             "sections": sections,
@@ -431,7 +479,7 @@ class Composer:
             "chats": chats,
             "quiet": quiet,
             "image_width": MAX_IMAGE_WIDTH,
-            "left_out": self.left_out,
+            "left_out": counts.left_out,
             "left_out_url": f"{self.public_url}/editions/{self.week}/left-out" if self.public_url else "",
             "web_url": f"{self.public_url}/{path}" if self.public_url else "",
             **{name: _Slot(token) for name, token in PLACEHOLDERS.items()},
@@ -546,13 +594,6 @@ def chat_text(recaps: Sequence[Recap], timezone: str | tzinfo, templates_dir: Pa
 
 def _plural(count: int, word: str) -> str:
     return f"{count:,} {word}{'' if count == 1 else 's'}"
-
-
-def _summary(posts: int, accounts: int, left_out: int) -> str:
-    if not posts:
-        return "No new posts this week."
-    line = f"{_plural(posts, 'post')} from {_plural(accounts, 'account')}"
-    return f"{line}; {_plural(left_out, 'off-topic post')} left out." if left_out else f"{line}."
 
 
 def _make_card(story: Story, zone: tzinfo) -> Card:

@@ -139,7 +139,7 @@ class DigestSettings(_Model):
     title: str = Field("digest", description="The digest's name, shown in every edition.")
     timezone: str = Field("UTC", description="IANA time zone for the schedule and the times shown.")
     send_on: str = Field("friday 07:00", description="Weekly schedule: a weekday and a 24-hour time.")
-    window_days: int = Field(7, ge=1, le=60, description="How many days back an edition covers.")
+    window_days: int = Field(7, ge=1, le=60, description="How far back collection reaches, in days.")
     database: str = Field(
         "digest.db",
         description="SQLite file (relative to feeds.toml) or a SQLAlchemy database URL; ${VARIABLE}s are read from the environment.",

@@ -43,6 +43,7 @@ from .mail import (
     unsubscribe_mailto,
 )
 from .models import Delivery, Recipient
+from .periods import Period, edition_for, in_progress
 from .store import DeliveryLog, Store
 from .tokens import make_token
 
@@ -61,7 +62,10 @@ class SendReport:
 
     week: str
     via: str
+    period: Period | None = None
+    next_due: datetime | None = None  # when the edition after this one is due
     recipients: int = 0
+    planned: dict[str, list[str]] = field(default_factory=dict)  # a dry run: edition path -> who would get it
     sent: list[str] = field(default_factory=list)
     already_sent: list[str] = field(default_factory=list)
     failed: list[tuple[str, str]] = field(default_factory=list)
@@ -73,12 +77,17 @@ class SendReport:
     stopped: str = ""
 
     def as_dict(self) -> dict[str, Any]:
+        span = {"since": self.period.since.isoformat(), "until": self.period.until.isoformat()} if self.period else None
         return {
             "week": self.week,
+            "period": span,
+            "next_due": self.next_due.isoformat() if self.next_due else None,
             "via": self.via,
             "dry_run": self.dry_run,
             "recipients": self.recipients,
             "sent": len(self.sent),
+            "would_send": sum(len(people) for people in self.planned.values()),
+            "editions": [{"edition": path, "recipients": people} for path, people in self.planned.items()],
             "skipped_already_sent": len(self.already_sent),
             "failed": [{"email": e, "reason": r} for e, r in self.failed],
             "deferred": [{"email": e, "reason": r} for e, r in self.deferred],
@@ -128,18 +137,24 @@ def send_week(
     messenger: Messenger | None = None,
     on_progress: Callable[[int, int], None] | None = None,
 ) -> SendReport:
-    """Send the week's edition to every confirmed subscriber who has not had it (see the module doc)."""
-    from .pipeline import edition_period, prepare_editions
+    """Send an edition (default: the last completed one, see `periods`) to every confirmed subscriber
+    who has not had it (see the module doc). A dry run fills in `SendReport.planned` and sends nothing."""
+    from .pipeline import prepare_editions
 
-    label = edition_period(settings, week, now)[0]
+    period = edition_for(settings, week, now, complete=True)
+    label = period.week
     people = recipients(settings, store, now, only)
-    paths = prepare_editions(settings, store, people, now=now, week=week)
+    paths = prepare_editions(settings, store, people, now=now, period=period)
     messenger = messenger or messenger_for(settings.mail, settings.outbox_dir, label)
-    report = SendReport(label, messenger.name, recipients=len(people), dry_run=dry_run)
+    report = SendReport(label, messenger.name, period, in_progress(settings, now).due, len(people), dry_run=dry_run)
     report.nothing_to_send = sorted(r.email for r in people if r.email not in paths)
     domain = sender_domain(settings.mail.from_)
     if dry_run:
-        report.sent = sorted(paths)
+        sent = {d.email for d in store.deliveries(label) if d.status == "sent"}
+        report.already_sent = sorted(sent & paths.keys())
+        for email, path in sorted(paths.items()):
+            if email not in sent:
+                report.planned.setdefault(path, []).append(email)
         return report
     store.queue_deliveries(label, [(e, p, message_id(label, e, domain)) for e, p in sorted(paths.items())], now)
     try:

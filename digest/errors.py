@@ -4,6 +4,7 @@ The hierarchy::
 
     DigestError                  anything digest reports to a person
     ├── ConfigError              feeds.toml is missing or wrong (exit status 2)
+    ├── UsageError               a command's argument is wrong: a bad address, a week not yet begun (exit status 2)
     ├── StoreError               the database cannot be opened, migrated or written (full, corrupt, read-only)
     │   └── LostClaim            a run's claim on a delivery lapsed and another run took it over
     ├── SourceError              a source cannot be added, imported or exported (dead, duplicate)
@@ -32,6 +33,7 @@ __all__ = [
     "SourceError",
     "StoreError",
     "TransientFetchError",
+    "UsageError",
     "one_line",
 ]
 
@@ -46,6 +48,11 @@ class ConfigError(DigestError):
     def __init__(self, problems: list[str] | str) -> None:
         self.problems = [problems] if isinstance(problems, str) else list(problems)
         super().__init__("\n".join(self.problems))
+
+
+class UsageError(DigestError):
+    """A command was asked something it cannot mean (a malformed or future ``--week``, an address
+    that is not one): bad usage, exit status 2, as click's own usage errors."""
 
 
 class StoreError(DigestError):

@@ -9,13 +9,13 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
-from datetime import UTC, date, datetime, timedelta
+from datetime import datetime
 from typing import TYPE_CHECKING
-from zoneinfo import ZoneInfo
 
 from .config import Settings
 from .errors import DigestError
 from .models import Post, Recipient
+from .periods import Period, in_progress, last_completed
 from .store import FilterRun, Store
 
 if TYPE_CHECKING:
@@ -26,39 +26,13 @@ if TYPE_CHECKING:
 __all__ = [
     "chat_recaps",
     "composer_for",
-    "edition_period",
+    "composer_from_run",
     "explain_post",
     "last_chat_recap",
     "noise_profile",
     "prepare_editions",
     "run_filter",
-    "window",
 ]
-
-
-def window(now: datetime, days: int) -> tuple[datetime, datetime]:
-    """The span an edition covers: the ``days`` before ``now``."""
-    return now - timedelta(days=days), now
-
-
-def edition_period(settings: Settings, week: str | None, now: datetime) -> tuple[str, datetime, datetime]:
-    """The ISO week an edition is labelled with and the span it covers, in UTC.
-
-    With no week, the edition is the one that would go out now: the ``window_days`` before now.
-    For a named week, the span ends at that week's send time (``send_on``), or now if that is later.
-    """
-    from .compose import current_week
-
-    zone = ZoneInfo(settings.digest.timezone)
-    if week is None:
-        return current_week(now, zone), *window(now, settings.digest.window_days)
-    try:
-        year, number = (int(part) for part in week.split("-W"))
-        weekday, at = settings.digest.schedule
-        send = datetime.combine(date.fromisocalendar(year, number, weekday + 1), at, zone).astimezone(UTC)
-    except ValueError:
-        raise DigestError(f"{week!r} is not an ISO week such as '2026-W47'") from None
-    return week, *window(min(send, now), settings.digest.window_days)
 
 
 def noise_profile(settings: Settings) -> NoiseProfile:
@@ -73,8 +47,8 @@ def noise_profile(settings: Settings) -> NoiseProfile:
 def run_filter(
     settings: Settings, store: Store, *, now: datetime, period: tuple[datetime, datetime] | None = None
 ) -> FilterRun:
-    """Step 2: decide the topics of every post in the period (default: the window before now), record each."""
-    since, until = period or window(now, settings.digest.window_days)
+    """Step 2: decide the topics of every post in the period (default: the edition in progress), record each."""
+    since, until = period or _span(in_progress(settings, now))
     return _filter(settings, store, store.posts(since, until), since=since, until=until, now=now)
 
 
@@ -117,28 +91,41 @@ def explain_post(settings: Settings, store: Store, id_or_url: str, top: int = 8)
     return post, fitted.explain([p.id for p in batch].index(post.id), top)
 
 
-def composer_for(settings: Settings, store: Store, *, now: datetime, week: str | None = None) -> Composer:
-    """Steps 2 and 3: filter the edition's posts, then prepare the composer that renders every selection."""
+def _span(period: Period) -> tuple[datetime, datetime]:
+    return period.since, period.until
+
+
+def composer_for(settings: Settings, store: Store, *, now: datetime, period: Period | None = None) -> Composer:
+    """Steps 2 and 3: filter the edition's posts (default: the edition in progress), then prepare the
+    composer that renders every selection."""
+    period = period or in_progress(settings, now)
+    posts = store.posts(period.since, period.until)  # loaded once, for the filter and the composer
+    run = _filter(settings, store, posts, since=period.since, until=period.until, now=now)
+    return composer_from_run(settings, store, run, week=period.week, now=now, posts=posts)
+
+
+def composer_from_run(
+    settings: Settings, store: Store, run: FilterRun, *, week: str, now: datetime, posts: Sequence[Post] | None = None
+) -> Composer:
+    """Step 3 from a recorded filter run (step 2's output): the composer of its period's editions, whose
+    `Composer.counts` and `Composer.left_out` are what the edition, the left-out page and the CLI show."""
     from .compose import Composer
 
-    label, since, until = edition_period(settings, week, now)
-    posts = store.posts(since, until)  # loaded once, for the filter and the composer
-    run = _filter(settings, store, posts, since=since, until=until, now=now)
     kept = {pid: {t: d.scores[t] for t in d.topics} for pid, d in run.verdicts if d.topics}
     best = {pid: max(scores.values()) for pid, scores in kept.items()}
     return Composer(
-        posts,
+        store.posts(run.since, run.until) if posts is None else posts,
         kept,
         title=settings.digest.title,
         timezone=settings.digest.timezone,
-        week=label,
+        week=week,
         now=now,
         topics=[t.name for t in settings.topics],
-        period=(since, until),
+        period=(run.since, run.until),
         public_url=settings.subscription.public_url,
         quiet_week=settings.digest.quiet_week,
         templates_dir=settings.templates_dir,
-        chats=chat_recaps(settings, store, since=since, until=until, topic_scores=best),
+        chats=chat_recaps(settings, store, since=run.since, until=run.until, topic_scores=best),
     )
 
 
@@ -164,18 +151,22 @@ def chat_recaps(
     return sorted(found, key=lambda r: (r.start, r.hashtag))
 
 
-def last_chat_recap(settings: Settings, store: Store, *, now: datetime, week: str | None = None) -> Recap | None:
-    """The recap of the last chat that ended in an edition's period (default: the one going out now),
-    with topic scores from the last filter run (nothing is recorded). None when no chat ended then."""
+def last_chat_recap(settings: Settings, store: Store, *, now: datetime, period: Period | None = None) -> Recap | None:
+    """The recap of the last chat that ended in an edition's period (default: the one in progress, or
+    the last completed one when no chat has ended in it yet), with topic scores from the last filter
+    run (nothing is recorded). None when no chat ended then."""
     from .chats import chat_windows, recap
 
-    _, since, until = edition_period(settings, week, now)
-    windows = [
-        (window, chat)
-        for chat in settings.chats
-        for window in chat_windows(chat, since, until, settings.digest.timezone)
-    ]
-    if not windows:
+    periods = [period] if period else [in_progress(settings, now), last_completed(settings, now)]
+    for span in periods:
+        windows = [
+            (window, chat)
+            for chat in settings.chats
+            for window in chat_windows(chat, span.since, span.until, settings.digest.timezone)
+        ]
+        if windows:
+            break
+    else:
         return None
     window, chat = max(windows, key=lambda w: (w[0][1], w[1].hashtag))
     run = store.last_filter_run()
@@ -197,20 +188,20 @@ def _chat_server(settings: Settings, hashtag: str) -> str | None:
 
 
 def prepare_editions(
-    settings: Settings, store: Store, people: Sequence[Recipient], *, now: datetime, week: str | None = None
+    settings: Settings, store: Store, people: Sequence[Recipient], *, now: datetime, period: Period
 ) -> dict[str, str]:
     """Step 3 for sending: the week's editions for every selection these subscribers have, composed
     once and stored (so a re-run sends the same ones). Returns each address's edition path; an
     address whose selection has nothing this week (and no quiet-week note) is left out."""
     from .compose import edition_path, selection
 
-    label = edition_period(settings, week, now)[0]
+    label = period.week
     names = [t.name for t in settings.topics]
     wanted = {r.email: selection([t for t in (r.topics or names) if t in names] or names, names) for r in people}
     stored = store.editions(label)
     missing = {edition_path(label, sel): sel for sel in wanted.values()}.keys() - stored.keys()
     if missing:
-        composer = composer_for(settings, store, now=now, week=week)
+        composer = composer_for(settings, store, now=now, period=period)
         made = [composer.edition(sel) for sel in dict.fromkeys(wanted.values())]
         store.save_editions(label, [(e.path, e.topics, e.subject, e.html, e.text) for e in made if e], now)
         stored = store.editions(label)

@@ -29,12 +29,12 @@ import os
 import socket
 import threading
 from collections.abc import Callable, Iterator
-from datetime import UTC, date, datetime, timedelta
-from zoneinfo import ZoneInfo
+from datetime import UTC, datetime, timedelta
 
 from . import clock
 from .chats import open_chats
 from .config import Settings
+from .periods import in_progress, last_completed, week_of
 from .store import Store
 
 __all__ = [
@@ -61,26 +61,16 @@ CHAT_EVERY = timedelta(minutes=5)  # how often a running chat's hashtag is colle
 Job = Callable[[Settings, Store, datetime], tuple[bool, str]]
 
 
-def _send_time(settings: Settings, year: int, week: int) -> datetime:
-    day, at = settings.digest.schedule
-    return datetime.combine(date.fromisocalendar(year, week, day + 1), at, ZoneInfo(settings.digest.timezone))
-
-
 def send_due(settings: Settings, now: datetime) -> str | None:
-    """The ISO week (``2026-W47``) whose weekly job is due at ``now``: its send time has passed and the
-    week has not ended. None before the send time."""
-    year, week, _ = now.astimezone(ZoneInfo(settings.digest.timezone)).isocalendar()
-    return f"{year}-W{week:02d}" if now >= _send_time(settings, year, week) else None
+    """The ISO week (``2026-W47``) whose weekly job is due at ``now``: the last completed edition
+    (`periods.last_completed`), until the ISO week of its send time ends. None before the send time."""
+    last = last_completed(settings, now)
+    return last.week if week_of(now, settings.digest.timezone) == last.week else None
 
 
 def next_send(settings: Settings, now: datetime) -> datetime:
     """The next send time after ``now`` (this week's, or next week's when it has passed)."""
-    year, week, _ = now.astimezone(ZoneInfo(settings.digest.timezone)).isocalendar()
-    this = _send_time(settings, year, week)
-    if this > now:
-        return this
-    later = (this + timedelta(days=7)).isocalendar()
-    return _send_time(settings, later[0], later[1])
+    return in_progress(settings, now).due
 
 
 def collect_slot(now: datetime, every: timedelta) -> str:

@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import csv
 import email.utils
+import enum
 import io
 import re
 from collections.abc import Iterable, Sequence
@@ -36,7 +37,7 @@ from . import addresses
 from .compose import environment
 from .config import Settings, expand_env
 from .delivery import links_for
-from .errors import ConfigError, DigestError
+from .errors import ConfigError, DigestError, UsageError
 from .mail import Messenger, messenger_for, sender_domain
 from .models import Recipient
 from .store import Store
@@ -47,6 +48,7 @@ __all__ = [
     "ImportReport",
     "InvalidInput",
     "NotSubscribed",
+    "Removal",
     "SubscriptionError",
     "SuppressedAddress",
     "add",
@@ -73,7 +75,7 @@ class SubscriptionError(DigestError):
     """A subscription request that cannot be done as asked; the message says why, for a person."""
 
 
-class InvalidInput(SubscriptionError):
+class InvalidInput(SubscriptionError, UsageError):
     """A malformed email address, an unknown topic, a missing field."""
 
 
@@ -326,10 +328,29 @@ def add(
     return recipient
 
 
-def remove(store: Store, raw_email: str, *, now: datetime) -> bool:
-    """Unsubscribe an address for the curator; it is suppressed even if it was not subscribed.
-    True when it was a subscriber."""
-    return store.unsubscribe(normalize_email(raw_email), now)
+class Removal(enum.Enum):
+    """What `remove` did with an address."""
+
+    UNSUBSCRIBED = "unsubscribed"  # it was a subscriber: its data went, its suppression stays
+    NOT_SUBSCRIBED = "not subscribed"  # nothing to do, and nothing recorded
+    ALREADY_UNSUBSCRIBED = "already unsubscribed"  # it was suppressed before
+    SUPPRESSED = "suppressed"  # never a subscriber, suppressed on request (``suppress``)
+
+
+def remove(settings: Settings, store: Store, raw_email: str, *, now: datetime, suppress: bool = False) -> Removal:
+    """Unsubscribe an address for the curator (one listed in feeds.toml too). An address that never
+    subscribed is left alone, unless ``suppress`` asks for it to be blocked from imports and adds."""
+    address = normalize_email(raw_email)
+    listed = any(s.email.lower() == address for s in settings.subscribers)
+    if store.subscriber(address) is not None or (listed and store.suppressed(address) is None):
+        store.unsubscribe(address, now)
+        return Removal.UNSUBSCRIBED
+    if store.suppressed(address) is not None:
+        return Removal.ALREADY_UNSUBSCRIBED
+    if suppress:
+        store.suppress(address, now)
+        return Removal.SUPPRESSED
+    return Removal.NOT_SUBSCRIBED
 
 
 @dataclass(slots=True)

@@ -651,12 +651,14 @@ class _Pages:
         run = self.store.last_filter_run(at_or_before=composed)
         if run is None:
             return [], self.topic_names
-        dropped = {pid for pid, d in run.verdicts if not d.topics}
+        from .pipeline import composer_from_run
+
+        # the edition's own count (`compose.Counts.left_out`): one post seen through two feeds once,
+        # and what a chat recap shows not at all
+        composer = composer_from_run(self.settings, self.store, run, week=week, now=run.ran_at)
         zone = ZoneInfo(self.settings.digest.timezone)
         posts = []
-        for post in self.store.posts(run.since, run.until):
-            if post.id not in dropped:
-                continue
+        for post in (story.post for story in composer.left_out):
             text = " ".join((post.title or post.text).split())
             posts.append(
                 {

@@ -10,6 +10,10 @@ from digest import config
 from digest.models import Author, Post
 
 NOW = datetime(2026, 11, 21, 12, 0, tzinfo=UTC)
+# A [digest] schedule whose send time is NOW: the edition completed at NOW (2026-W47) holds the posts
+# of the week before it, so a test that sends at NOW sends the posts it dated a little earlier.
+SEND_AT_NOW = 'send_on = "saturday 12:00"'
+LAST_SEND = datetime(2026, 11, 20, 7, 0, tzinfo=UTC)  # the default send_on (friday 07:00 UTC) last passed at NOW
 
 # Fast, strict collection settings for tests: short timeouts, quick retries, and a source fetched again
 # by every run (collecting twice in a row is what many tests do; tests of sharing set refetch_after).
@@ -21,6 +25,16 @@ total_timeout = 5
 retries = 1
 max_retry_after = 2
 refetch_after = 0
+"""
+
+# The smallest config that composes and sends: one topic, one reader listed in the file.
+ONE_TOPIC = """
+[[topics]]
+name = "Interoperability"
+keywords = ["FHIR", "HL7"]
+
+[[subscribers]]
+email = "ana@example.org"
 """
 
 

@@ -30,6 +30,7 @@ from digest.collect.urls import post_id
 from digest.compose import Composer, chat_text, personalize
 from digest.errors import ConfigError
 from digest.models import Author, Engagement, Post
+from digest.periods import last_completed
 from digest.pipeline import chat_recaps, composer_for
 from digest.schedule import CHAT_EVERY, Scheduler, chat_job, collect_slot
 from digest.store import SCHEMA_VERSION, Store
@@ -558,7 +559,7 @@ def test_composer_for_recaps_the_chats_of_the_edition(tmp_path: Path) -> None:
     chat = Chat("hitsm_host")
     with Store.open(settings.database_url) as store:
         store.add_posts("hashtag:#HITsm@mastodon.social", list(chat.posts.values()))
-        composer = composer_for(settings, store, now=AFTER_CHAT)
+        composer = composer_for(settings, store, now=AFTER_CHAT, period=last_completed(settings, AFTER_CHAT))
         (made,) = composer.chats
         assert [q.label for q in made.questions] == ["T1", "T2", "T3a", "T3b", "Q4"]
         assert chat.posts["rafael-cat"].id not in made.shown  # the real filter calls the cat chatter
@@ -586,6 +587,11 @@ def test_chats_commands(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys:
     shown = capsys.readouterr()
     assert shown.out.startswith("== Chat recap: #HITsm ==") and "T3b: And which one do they never find?" in shown.out
     assert "questions from the host's numbered questions" in shown.err
+    assert run_cli("--config", str(settings.path), "chats", "recap", "--json") == 0
+    recap = json.loads(capsys.readouterr().out)
+    assert recap["hashtag"] == "HITsm" and recap["mode"] == "host"
+    assert [q["label"] for q in recap["questions"]] == ["T1", "T2", "T3a", "T3b", "Q4"]
+    assert all(q["answers"] for q in recap["questions"]) and recap["start"] == "2026-11-20T17:00:00+00:00"
     assert run_cli("--config", str(settings.path), "chats", "recap", "--week", "2026-W46") == 1
     assert "#HITsm, 2026-11-13 17:00 UTC: nothing was collected" in capsys.readouterr().err
 

@@ -24,7 +24,6 @@ from digest.compose import (
     Composer,
     Edition,
     compose_issue,
-    current_week,
     edition_path,
     inline_css,
     personalize,
@@ -32,6 +31,7 @@ from digest.compose import (
 )
 from digest.errors import DigestError
 from digest.models import Author, Engagement, Media, Post
+from digest.periods import week_of
 
 GOLDEN = Path(__file__).parent / "golden"
 REGEN = os.environ.get("DIGEST_REGEN_GOLDEN") == "1"
@@ -269,7 +269,8 @@ def test_what_an_edition_shows() -> None:
     html, text = edition.html, edition.text
     assert edition.subject == "Health IT Weekly: 16–22 November 2026"
     assert edition.topics == (FHIR, PRIVACY)  # configured order, whatever the subscriber's order
-    assert "12 posts from 8 accounts; 2 off-topic posts left out." in text  # 14 posts, a boost and a cross-post
+    # 14 posts, a boost and a cross-post: 12 read, each counted once
+    assert "12 posts read from 8 sources: 9 on topic, 1 on topics you did not choose, 2 off-topic left out." in text
     # the boost and its original appear once, with who boosted it
     assert html.count("The FHIR R6 ballot is open") == 2  # the card and the preheader
     assert "boosted by @bea@mastodon.social" in text
@@ -444,10 +445,10 @@ def test_weeks() -> None:
     start, end = week_bounds("2026-W47", "America/New_York")
     assert start == datetime(2026, 11, 16, tzinfo=ZoneInfo("America/New_York"))
     assert end == datetime(2026, 11, 23, tzinfo=ZoneInfo("America/New_York"))
-    assert current_week(NOW, "UTC") == "2026-W47"
-    assert current_week(datetime(2026, 11, 23, 3, tzinfo=UTC), "America/Los_Angeles") == "2026-W47"
-    assert current_week(datetime(2027, 1, 1, 12, tzinfo=UTC), "UTC") == "2026-W53"
-    with pytest.raises(ValueError, match="ISO week"):
+    assert week_of(NOW, "UTC") == "2026-W47"
+    assert week_of(datetime(2026, 11, 23, 3, tzinfo=UTC), "America/Los_Angeles") == "2026-W47"
+    assert week_of(datetime(2027, 1, 1, 12, tzinfo=UTC), "UTC") == "2026-W53"
+    with pytest.raises(DigestError, match="ISO week"):
         week_bounds("2026-47", "UTC")
     assert edition_path(WEEK, [FHIR, PRIVACY]) == "editions/2026-W47/fhir-interoperability+privacy-security"
 

@@ -38,5 +38,5 @@ def test_demo_runs_the_whole_pipeline(tmp_path: Path) -> None:
 def test_demo_command(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     assert run_cli("demo", "--no-open", "--dir", str(tmp_path / "demo")) == 0
     out = capsys.readouterr().out
-    assert "dropped as off-topic" in out and "the edition:" in out
+    assert "left out as off-topic" in out and "the edition:" in out
     assert (tmp_path / "demo" / "feeds.toml").exists()

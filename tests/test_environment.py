@@ -61,8 +61,10 @@ def site(tmp_path: Path, http_server: TestServer) -> Path:
     with Store.open(f"sqlite:///{tmp_path / 'digest.db'}") as store:
         texts = ["FHIR R6 ballot opens for comment", "HL7 interoperability connectathon results", "Lunch photos"]
         posts = [
-            make_post(f"https://blog.example/{i}", text=f"{texts[i % 3]} {i}", published=NOW - timedelta(hours=i))
-            for i in range(40)
+            make_post(
+                f"https://blog.example/{i}", text=f"{texts[i % 3]} {i}", published=NOW - timedelta(minutes=30 * i)
+            )
+            for i in range(80)  # both sides of the last send time (Friday 07:00): for filter and for send
         ]
         store.add_posts("feed:https://blog.example/feed", posts)
     return config

@@ -36,7 +36,7 @@ def filtered(tmp_path: Path, http_server: TestServer) -> Path:
     settings = settings_from(tmp_path, shipped_topics() + "\n" + sources)
     with Store.open(settings.database_url) as store:
         collect(settings, store, now=NOW)
-        run = run_filter(settings, store, now=NOW)
+        run = run_filter(settings, store, now=NOW, period=(NOW - timedelta(days=7), NOW))  # the fixtures' week
     assert run.topics == ("Health IT", "Interoperability", "Digital health")
     return settings.path
 

@@ -16,7 +16,7 @@ from email import message_from_bytes, policy
 from pathlib import Path
 
 import pytest
-from helpers import NOW, make_post, run_cli
+from helpers import NOW, SEND_AT_NOW, make_post, run_cli
 from smtpserver import SmtpSink
 
 from digest import clock
@@ -51,19 +51,22 @@ POSTS = [
 def write_config(tmp_path: Path, mail: str, subscribers: list[str], extra: str = "") -> Path:
     people = "".join(f'[[subscribers]]\nemail = "{e}"\nname = "Reader {i}"\n\n' for i, e in enumerate(subscribers))
     path = tmp_path / "feeds.toml"
-    path.write_text(f'[digest]\ntitle = "Health IT weekly"\n\n{mail}\n{extra}\n{TOPICS}\n{people}', encoding="utf-8")
+    path.write_text(
+        f'[digest]\ntitle = "Health IT weekly"\n{SEND_AT_NOW}\n\n{mail}\n{extra}\n{TOPICS}\n{people}', encoding="utf-8"
+    )
     return path
 
 
-def seed_posts(settings: Settings) -> None:
+def seed_posts(settings: Settings, weeks_back: int = 0) -> None:
+    """The `POSTS`, in the edition completed at NOW (or the one ``weeks_back`` before it)."""
     with Store.open(settings.database_url) as store:
         for i, (text, tag) in enumerate(POSTS):
             post = make_post(
-                f"https://posts.example/{i}",
+                f"https://posts.example/{weeks_back}/{i}" if weeks_back else f"https://posts.example/{i}",
                 text=text,
                 html=f"<p>{text}</p>",
                 tags=(tag,) if tag else (),
-                published=NOW - timedelta(hours=3 + i),
+                published=NOW - timedelta(hours=3 + i, weeks=weeks_back),
             )
             store.add_posts("feed:https://posts.example/feed", [post])
 
@@ -178,18 +181,20 @@ def test_refused_recipient_is_recorded_and_bounces_add_up(tmp_path: Path) -> Non
     sink = SmtpSink(reject={"gone@example.org"})
     with sink.running() as port:
         settings = setup(tmp_path, smtp_section(port), [*PEOPLE, "gone@example.org"], "bounce_limit = 2\n")
-        first = send(settings)
+        seed_posts(settings, weeks_back=1)
+        seed_posts(settings, weeks_back=2)
+        first = send(settings, week="2026-W45")
         assert [e for e, _ in first.failed] == ["gone@example.org"] and "550" in first.failed[0][1]
         assert sorted(first.sent) == PEOPLE
         with Store.open(settings.database_url) as store:
             failed = next(d for d in store.deliveries(first.week) if d.email == "gone@example.org")
             assert failed.status == "failed" and "No such user" in failed.error
             assert next(r for r in store.subscribers() if r.email == "gone@example.org").status == "confirmed"
-        second = send(settings, week="2026-W48")  # the next hard bounce reaches the limit
+        second = send(settings, week="2026-W46")  # the next hard bounce reaches the limit
         assert [e for e, _ in second.failed] == ["gone@example.org"]
         with Store.open(settings.database_url) as store:
             assert next(r for r in store.subscribers() if r.email == "gone@example.org").status == "bouncing"
-        third = send(settings, week="2026-W49")
+        third = send(settings)
     assert "gone@example.org" not in [e for e, _ in third.failed] and third.recipients == 3
 
 
@@ -216,16 +221,16 @@ def test_outbox_is_the_default_and_idempotent(tmp_path: Path, capsys: pytest.Cap
     from digest import config as config_mod
 
     seed_posts(config_mod.load(config))
-    assert run_cli("--config", str(config), "send", "--week", "2026-W48") == 0
+    assert run_cli("--config", str(config), "send", "--week", "2026-W47") == 0
     out = capsys.readouterr().out
     assert "messages written to" in out
-    folder = tmp_path / "outbox" / "2026-W48"
+    folder = tmp_path / "outbox" / "2026-W47"
     files = sorted(p.name for p in folder.iterdir())
     assert files == [f"{p}.eml" for p in PEOPLE]
     parsed = message_from_bytes((folder / "ana@example.org.eml").read_bytes(), policy=policy.default)
     assert parsed.get_body(("html",)) is not None and parsed["List-Unsubscribe"].startswith("<mailto:")
     before = {p: p.stat().st_mtime_ns for p in folder.iterdir()}
-    assert run_cli("--config", str(config), "send", "--week", "2026-W48", "--json") == 0
+    assert run_cli("--config", str(config), "send", "--week", "2026-W47", "--json") == 0
     summary = json.loads(capsys.readouterr().out)
     assert summary["sent"] == 0 and summary["skipped_already_sent"] == 3
     assert before == {p: p.stat().st_mtime_ns for p in folder.iterdir()}
@@ -238,9 +243,21 @@ def test_dry_run_and_to(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> N
         from digest import config as config_mod
 
         seed_posts(config_mod.load(config))
-        assert run_cli("--config", str(config), "send", "--week", "2026-W48", "--dry-run", "--json") == 0
-        assert json.loads(capsys.readouterr().out)["sent"] == 3 and sink.messages == []
-        assert run_cli("--config", str(config), "send", "--week", "2026-W48", "--to", "ben@example.org") == 0
+        assert run_cli("--config", str(config), "send", "--week", "2026-W47", "--dry-run", "--json") == 0
+        summary = json.loads(capsys.readouterr().out)
+        assert summary["sent"] == 0 and summary["would_send"] == 3 and sink.messages == []
+        assert summary["editions"] == [
+            {"edition": "editions/2026-W47/interoperability+health-it", "recipients": sorted(PEOPLE)}
+        ]
+        assert run_cli("--config", str(config), "send", "--dry-run") == 0
+        lines = capsys.readouterr().out.splitlines()
+        assert "2026-W47: would send 3, skipped 0 already sent, failed 0, deferred 0; 3 confirmed subscribers" in lines
+        assert f"  editions/2026-W47/interoperability+health-it -> 3 subscribers: {', '.join(sorted(PEOPLE))}" in lines
+        assert run_cli("--config", str(config), "send", "--week", "2026-W47", "--to", "ben@example.org") == 0
+        capsys.readouterr()
+        assert run_cli("--config", str(config), "send", "--dry-run", "--json") == 0
+        after = json.loads(capsys.readouterr().out)  # ben has it now: the dry run says so
+        assert after["would_send"] == 2 and after["skipped_already_sent"] == 1
     assert sink.by_recipient() == {"ben@example.org": 1}
 
 
@@ -261,7 +278,7 @@ def test_killed_mid_batch_then_rerun_misses_nobody_and_names_every_duplicate(tmp
 
         settings = config_mod.load(config)
         seed_posts(settings)
-        command = [sys.executable, "-m", "digest", "--config", str(config), "send", "--week", "2026-W48", "--json"]
+        command = [sys.executable, "-m", "digest", "--config", str(config), "send", "--week", "2026-W47", "--json"]
         env = {**os.environ, "PYTHONUNBUFFERED": "1"}
         assert subprocess.run([*command, "--dry-run"], env=env, capture_output=True).returncode == 0  # compose once
         kills = 0
@@ -297,7 +314,7 @@ def test_killed_mid_batch_then_rerun_misses_nobody_and_names_every_duplicate(tmp
         assert final.returncode == 0, final.stderr
         report = json.loads(final.stdout)
         with Store.open(settings.database_url) as store:
-            rows = {d.email: d for d in store.deliveries("2026-W48")}
+            rows = {d.email: d for d in store.deliveries("2026-W47")}
     assert kills == rounds  # the batch really was interrupted, every time
     counts = sink.by_recipient()
     assert sorted(counts) == people  # nobody missing

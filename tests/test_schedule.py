@@ -189,7 +189,8 @@ def test_the_real_weekly_job_sends_once_through_smtp_across_a_restart(tmp_path: 
             '[[subscribers]]\nemail = "ana@example.org"\n'
         )
         settings = settings_from(tmp_path, body)  # no sources: collection touches no network
-        post = make_post("https://p.example/1", text="FHIR R6 ballot opens", published=now - timedelta(minutes=5))
+        sent_at = now.replace(hour=0, minute=0, second=0, microsecond=0)  # the edition ends at today's 00:00
+        post = make_post("https://p.example/1", text="FHIR R6 ballot opens", published=sent_at - timedelta(minutes=5))
         with Store.open(settings.database_url) as store:
             store.add_posts("feed:x", [post])
             for owner in ("first:1", "second:2"):  # the server restarts just after the send time

@@ -22,7 +22,7 @@ from digest import config
 from digest.store import Store
 
 PEOPLE = [f"r{i:03d}@example.org" for i in range(300)]
-WEEK = "2026-W48"
+WEEK = "2026-W47"  # the edition completed at NOW (helpers.SEND_AT_NOW)
 
 
 def _command(path: Path) -> list[str]:

@@ -203,6 +203,21 @@ def test_add_appends_at_the_end_of_a_file_without_sources(tmp_path: Path, http_s
     assert path.read_text(encoding="utf-8") == text + f'\n[[sources]]\nfeed = "{url}"\nname = "My \\"feed\\""\n'
 
 
+def test_add_json_says_what_was_added_and_refuses_in_json_too(
+    tmp_path: Path, http_server: TestServer, capsys: pytest.CaptureFixture[str]
+) -> None:
+    path = write_config(tmp_path, http_server, '[digest]\ntitle = "x"\n')
+    url = serve_feed(http_server)
+    assert run_cli("--config", str(path), "sources", "add", url, "--json") == 0
+    added = json.loads(capsys.readouterr().out)
+    assert added["path"] == str(path) and added["checked"] is True and added["skipped"] == []
+    [only] = added["added"]
+    assert url in only["source"] and only["posts"] > 0
+    assert run_cli("--config", str(path), "sources", "add", url, "--json") != 0  # already followed
+    refused = json.loads(capsys.readouterr().out)
+    assert "already" in refused["error"] and refused["exit_status"] in (1, 2)
+
+
 def test_crlf_file_stays_crlf(tmp_path: Path) -> None:
     text = '[[sources]]\r\nfeed = "https://a.example/feed"\r\n\r\n[mail]\r\nfrom = "x <x@example.org>"\r\n'
     new, inserted = insert_sources(text, [{"feed": "https://b.example/feed"}])

@@ -92,9 +92,12 @@ def test_add_pending_sends_a_confirmation_to_the_outbox(config_path: Path, capsy
 
 
 def test_add_refuses_unknown_topics_and_bad_addresses(config_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    assert cli(config_path, "subscribers", "add", "ben@example.org", "--topics", "Gardening") == 1
+    assert cli(config_path, "subscribers", "add", "ben@example.org", "--topics", "Gardening") == 2
     assert "There is no topic called 'Gardening'" in capsys.readouterr().err
-    assert cli(config_path, "subscribers", "add", "not-an-address") == 1
+    assert cli(config_path, "subscribers", "add", "not-an-address") == 2  # bad usage, as the README says
+    assert capsys.readouterr().err.strip() == (
+        "error: 'not-an-address': That does not look like an email address (name@example.org)."
+    )
 
 
 def test_remove_suppresses_and_add_import_and_config_respect_it(
@@ -103,8 +106,8 @@ def test_remove_suppresses_and_add_import_and_config_respect_it(
     assert cli(config_path, "subscribers", "add", "ana@example.org", "--confirmed") == 0
     assert cli(config_path, "subscribers", "remove", "ana@example.org") == 0
     assert cli(config_path, "subscribers", "remove", "listed@example.org") == 0
-    assert cli(config_path, "subscribers", "remove", "never@example.org") == 0
-    assert "was not subscribed; suppressed" in capsys.readouterr().out
+    assert cli(config_path, "subscribers", "remove", "never@example.org", "--suppress") == 0
+    assert "never@example.org: was not subscribed; suppressed" in capsys.readouterr().out
     assert cli(config_path, "subscribers", "add", "ana@example.org", "--confirmed") == 1
     assert "unsubscribed on" in capsys.readouterr().err
     sheet = tmp_path / "people.csv"
@@ -120,6 +123,22 @@ def test_remove_suppresses_and_add_import_and_config_respect_it(
         with store.engine.connect() as conn:
             rows = [tuple(r) for r in conn.execute(sa.text("SELECT * FROM suppressions"))]
         assert all("@" not in str(value) for row in rows for value in row)  # only hashes and dates
+
+
+def test_removing_an_address_that_never_subscribed_says_so_and_blocks_nothing(
+    config_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert cli(config_path, "subscribers", "remove", "Never@Example.org") == 0
+    assert capsys.readouterr().out.strip() == (
+        "never@example.org: was not subscribed; nothing changed (--suppress blocks it from imports and adds)"
+    )
+    assert cli(config_path, "subscribers", "add", "never@example.org", "--confirmed") == 0  # not suppressed
+    assert cli(config_path, "subscribers", "remove", "never@example.org") == 0
+    assert "never@example.org: unsubscribed" in capsys.readouterr().out
+    assert cli(config_path, "subscribers", "remove", "never@example.org") == 0
+    assert "never@example.org: had already unsubscribed; nothing changed" in capsys.readouterr().out
+    assert cli(config_path, "subscribers", "remove", "not an address") == 2
+    assert capsys.readouterr().err.startswith("error: 'not an address': ")
 
 
 def test_import_reports_bad_rows_by_line_and_goes_on(
@@ -180,7 +199,7 @@ def test_check_prints_counts_by_state(config_path: Path, capsys: pytest.CaptureF
     assert not (config_path.parent / "digest.db").exists()
     cli(config_path, "subscribers", "add", "ana@example.org", "--confirmed")
     cli(config_path, "subscribers", "add", "ben@example.org")
-    cli(config_path, "subscribers", "remove", "chi@example.org")
+    cli(config_path, "subscribers", "remove", "chi@example.org", "--suppress")
     capsys.readouterr()
     assert cli(config_path, "check") == 0
     assert "in the store: 1 confirmed, 1 pending, 1 unsubscribed, 0 bouncing" in capsys.readouterr().out

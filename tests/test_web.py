@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 import sqlalchemy as sa
-from helpers import NOW, make_post
+from helpers import LAST_SEND, NOW, make_post
 from itsdangerous.timed import TimestampSigner
 from webclient import CONFIG, PUBLIC, SECRET, Site, forms, inputs_and_labels, link_in, make_site
 
@@ -617,7 +617,7 @@ def sent_week(site: Site, people: list[Recipient]) -> str:
             text=text,
             html=f"<p>{text}</p>",
             tags=(tag,) if tag else (),
-            published=NOW - timedelta(hours=3 + i),
+            published=LAST_SEND - timedelta(hours=3 + i),  # in the edition completed at NOW
         )
         site.store.add_posts("feed:https://posts.example/feed", [post])
     for person in people:
@@ -659,7 +659,7 @@ def test_archive_index_week_selection_left_out_and_feed(site: Site) -> None:
 def test_unsent_weeks_are_not_in_the_archive(site: Site) -> None:
     for i, (text, tag) in enumerate(POSTS):
         post = make_post(
-            f"https://p.example/{i}", text=text, tags=(tag,) if tag else (), published=NOW - timedelta(hours=1)
+            f"https://p.example/{i}", text=text, tags=(tag,) if tag else (), published=LAST_SEND - timedelta(hours=1)
         )
         site.store.add_posts("feed:x", [post])
     site.store.add_subscriber(Recipient(ANA), NOW)

@@ -113,7 +113,9 @@ def _seed(path: Path) -> None:
                 text=text,
                 html=f"<p>{text}</p>",
                 tags=(tag,) if tag else (),
-                published=now - timedelta(hours=2 + i),
+                # before last week's send time ("today 23:59", a week ago): in the last completed edition,
+                # which `digest send` sends and the schedule, its week over, leaves alone
+                published=now - timedelta(days=7, hours=2 + i),
             )
             store.add_posts("feed:https://posts.example/feed", [post])
 

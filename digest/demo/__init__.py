@@ -18,9 +18,12 @@ from email.utils import format_datetime
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from importlib.resources import files
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from .. import clock
+
+if TYPE_CHECKING:
+    from ..compose import Counts
 
 __all__ = ["DemoResult", "run_demo", "sample_feeds"]
 
@@ -153,28 +156,35 @@ def demo_config(base: str) -> str:
 
 @dataclass(frozen=True, slots=True)
 class DemoResult:
-    """Where the demo left its files, and what the filter kept and dropped."""
+    """Where the demo left its files, and the edition's numbers (`compose.Counts`) with its posts."""
 
     folder: Path
     preview: Path
     outbox: Path
-    kept: dict[str, list[str]]
-    dropped: list[str]
+    kept: dict[str, list[str]]  # per topic, the posts of its section (the edition shows the top ones)
+    dropped: list[str]  # the posts left out as off-topic
     new_posts: int
+    counts: Counts
 
 
 def run_demo(folder: Path, *, now: datetime | None = None, say: Callable[[str], None] = print) -> DemoResult:
-    """Serve the sample week, then collect, filter, compose and send it to the outbox in ``folder``."""
+    """Serve the sample week, then collect, filter, compose and send it to the outbox in ``folder``.
+
+    The demo runs at the send time of the last edition completed by ``now`` (default: the clock), its
+    sample posts dated in the hours before it, so the edition it sends holds the whole sample week."""
     from .. import config
     from ..collect import collect
-    from ..compose import personalize
+    from ..compose import Edition, personalize
     from ..delivery import links_for, send_week
+    from ..periods import last_completed
+    from ..pipeline import composer_from_run
     from ..store import Store
 
-    now = now or clock.now()
     folder.mkdir(parents=True, exist_ok=True)
+    path = folder / "feeds.toml"
+    path.write_text(demo_config("http://127.0.0.1"), encoding="utf-8")  # its schedule, before the server's port
+    now = last_completed(config.load(path), now or clock.now()).due
     with serve(sample_feeds(now)) as base:
-        path = folder / "feeds.toml"
         path.write_text(demo_config(base), encoding="utf-8")
         settings = config.load(path)
         say(f"1. serving a sample week on {base}; config written to {path}")
@@ -183,15 +193,15 @@ def run_demo(folder: Path, *, now: datetime | None = None, say: Callable[[str], 
             say(f"2. collected {report.new_posts} posts from {len(report.results)} sources over HTTP")
             sent = send_week(settings, store, now=now)
             run = store.last_filter_run()
-            posts = {p.id: p for p in store.posts()}
+            assert run is not None
+            composer = composer_from_run(settings, store, run, week=sent.week, now=now)
             edition = next(iter(store.editions(sent.week).values()))
-    assert run is not None
-    kept = {name: [_line(posts[pid]) for pid, d in run.verdicts if name in d.topics] for name in run.topics}
-    dropped = [_line(posts[pid]) for pid, d in run.verdicts if not d.topics]
+    topics = list(edition["topics"])
+    counts = composer.counts(topics)
+    kept = {topic: [_line(s.post) for s in stories] for topic, stories in composer.assign(topics).items()}
+    dropped = [_line(s.post) for s in composer.left_out]
     links = links_for(settings, _sample()["subscriber"])
     preview = folder / f"digest-{sent.week}.html"
-    from ..compose import Edition
-
     copy = personalize(
         Edition(sent.week, edition["subject"], edition["html"], edition["text"], edition["topics"]),
         unsubscribe_url=links.unsubscribe,
@@ -199,10 +209,8 @@ def run_demo(folder: Path, *, now: datetime | None = None, say: Callable[[str], 
         name="there",
     )
     preview.write_text(copy.html, encoding="utf-8")
-    say(
-        f"3. the filter kept {sum(1 for _, d in run.verdicts if d.topics)} posts and dropped {len(dropped)} as off-topic"
-    )
-    return DemoResult(folder, preview, settings.outbox_dir / sent.week, kept, dropped, report.new_posts)
+    say(f"3. the filter and the composer: {counts.summary}")
+    return DemoResult(folder, preview, settings.outbox_dir / sent.week, kept, dropped, report.new_posts, counts)
 
 
 def _line(post: Any) -> str:

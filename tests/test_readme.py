@@ -1,0 +1,74 @@
+"""The README is part of the product: its architecture list names every module of ``digest/`` once,
+and its command table lists exactly the CLI's commands."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+import click
+
+from digest.cli import cli
+
+ROOT = Path(__file__).resolve().parents[1]
+PACKAGE = ROOT / "digest"
+OPTIONAL = {"__init__.py", "__main__.py"}  # a package's plumbing: listed where it does something
+
+
+def _section(title: str) -> str:
+    readme = (ROOT / "README.md").read_text(encoding="utf-8")
+    start = readme.index(f"\n## {title}\n")
+    end = readme.find("\n## ", start + 1)
+    return readme[start : end if end != -1 else None]
+
+
+def _architecture() -> dict[str, list[str]]:
+    """The tree under ``digest/`` in the Architecture section: each folder's entries, in order."""
+    tree = re.search(r"```\ndigest/\n(.*?)```", _section("Architecture"), re.S)
+    assert tree, "the Architecture section has no ```digest/ ...``` tree"
+    entries: dict[str, list[str]] = {"": []}
+    folder = ""
+    for line in tree.group(1).splitlines():
+        match = re.match(r"^( +)(\S+)", line)
+        if not match:
+            break  # the package's tree ends at the first unindented line (templates/, tests/)
+        depth, name = len(match.group(1)), match.group(2)
+        if depth == 2:
+            folder = name.rstrip("/") if name.endswith("/") else ""
+            entries[""].append(name)
+            if folder:
+                entries[folder] = []
+        elif folder:
+            entries[folder].append(name)
+    return entries
+
+
+def test_the_architecture_list_names_every_module_once() -> None:
+    listed = _architecture()
+    top = listed[""]
+    assert len(top) == len(set(top)), f"listed twice: {sorted({n for n in top if top.count(n) > 1})}"
+    modules = {p.name for p in PACKAGE.glob("*.py")} - OPTIONAL
+    packages = {f"{p.parent.name}/" for p in PACKAGE.glob("*/__init__.py")}
+    assert set(top) - OPTIONAL == modules | packages
+    for package in packages:
+        name = package.rstrip("/")
+        inside = listed.get(name, [])
+        if inside:  # a folder whose modules are listed lists them all, once each
+            assert len(inside) == len(set(inside)), f"{name}/: listed twice"
+            assert set(inside) - OPTIONAL == {p.name for p in (PACKAGE / name).glob("*.py")} - OPTIONAL, name
+
+
+def _commands(group: click.Group, prefix: str = "") -> set[str]:
+    found: set[str] = set()
+    for name, command in group.commands.items():
+        if isinstance(command, click.Group):
+            found |= _commands(command, f"{prefix}{name} ")
+        else:
+            found.add(f"{prefix}{name}")
+    return found
+
+
+def test_the_command_table_lists_exactly_the_cli_commands() -> None:
+    rows = re.findall(r"^\| `digest ([a-z][a-z ]*?)(?: [A-Z][^`]*)?` \|", _section("Commands"), re.M)
+    assert len(rows) == len(set(rows)), "a command has two rows"
+    assert set(rows) == _commands(cli)
