@@ -743,7 +743,7 @@ def chats_list(state: _State, as_json: bool) -> None:
     settings = state.settings()
     zone = ZoneInfo(settings.digest.timezone)
     now = _now()
-    rows = []
+    rows: list[dict[str, Any]] = []
     for chat in settings.chats:
         start, end = current_or_next_window(chat, now, zone)
         rows.append(
@@ -1208,7 +1208,7 @@ def _print_sweep(data: str, report: dict[str, Any], misses: list[str]) -> None:
             title=f"digest eval --sweep {data}: {titles[kind]}; {report['seeds']} seed(s) each",
             title_justify="left",
         )
-        headers = ("share", "n", f"{f1}\nmean", "\nmin", "precision\nmean", "\nmin", "recall\nmean", "\nmin")
+        headers: tuple[str, ...] = ("share", "n", f"{f1}\nmean", "\nmin", "precision\nmean", "\nmin", "recall\nmean", "\nmin")
         headers += ("chatter\ndropped", "\nmin", "wrong\ntopic", "\nmax", f"keyword\n{f1}", "keyword\nchatter")
         for column in headers:
             table.add_column(column, justify="right")

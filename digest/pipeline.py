@@ -21,7 +21,7 @@ from .store import FilterRun, Store
 if TYPE_CHECKING:
     from .chats import Recap
     from .compose import Composer
-    from .topics import NoiseProfile
+    from .topics import Explanation, NoiseProfile
 
 __all__ = [
     "chat_recaps",
@@ -69,7 +69,7 @@ def _filter(
     return FilterRun(run_id, now, since, until, names, verdicts)
 
 
-def explain_post(settings: Settings, store: Store, id_or_url: str, top: int = 8) -> tuple[Post, object]:
+def explain_post(settings: Settings, store: Store, id_or_url: str, top: int = 8) -> tuple[Post, Explanation]:
     """Re-run the last filter run's batch (deterministic) and explain one of its posts."""
     from .topics import TopicFilter
 
