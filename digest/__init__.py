@@ -3,12 +3,30 @@ and mails a weekly digest to subscribers who never need to post."""
 
 from __future__ import annotations
 
+from importlib import import_module
 from importlib.metadata import PackageNotFoundError, version
+from typing import TYPE_CHECKING, Any
 
-from .config import Settings, load
-from .errors import ConfigError, DigestError, FetchError, StoreError
-from .models import Author, Engagement, Media, Post, SourceState
-from .store import Store
+if TYPE_CHECKING:
+    from .config import Settings, load
+    from .errors import ConfigError, DigestError, FetchError, StoreError
+    from .models import Author, Engagement, Media, Post, SourceState
+    from .store import Store
+
+# Imported on first use, so that `digest --version` or `--help` does not load SQLAlchemy and pydantic.
+_LAZY = {
+    "Settings": "config", "load": "config",
+    "ConfigError": "errors", "DigestError": "errors", "FetchError": "errors", "StoreError": "errors",
+    "Author": "models", "Engagement": "models", "Media": "models", "Post": "models", "SourceState": "models",
+    "Store": "store",
+}  # fmt: skip
+
+
+def __getattr__(name: str) -> Any:
+    if name in _LAZY:
+        return getattr(import_module(f".{_LAZY[name]}", __name__), name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
 
 try:
     __version__ = version("digest")

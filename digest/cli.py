@@ -16,24 +16,22 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from datetime import datetime
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import click
 from rich.console import Console
 from rich.markup import escape
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
-from sqlalchemy import exc as sa_exc
 
 from . import __version__, clock
 from . import config as config_mod
-from .collect import SourceResult, collect, held_line, jobs_for
-from .delivery import SendReport, send_week
 from .errors import ConfigError, DigestError, UsageError, one_line
 from .models import Decision, Post
-from .periods import describe, edition_for
-from .pipeline import composer_for, explain_post, noise_profile, run_filter
-from .store import FilterRun, Store, display_url, environment_failure
+
+if TYPE_CHECKING:  # annotations only: the commands import what they use, so start-up stays light
+    from .collect import SourceResult
+    from .delivery import SendReport
+    from .store import FilterRun
 
 __all__ = ["main"]
 
@@ -116,6 +114,9 @@ def check(state: _State, as_json: bool) -> None:
     Example:
       digest --config feeds.toml check
     """
+    from .collect import jobs_for
+    from .store import display_url
+
     settings = state.settings()
     jobs = jobs_for(settings)
     kinds = Counter(type(s).__name__.removesuffix("Source").lower() for s in settings.sources)
@@ -147,6 +148,7 @@ def check(state: _State, as_json: bool) -> None:
 def _check_summary(settings: config_mod.Settings, kinds: Counter[str], endpoints: Counter[str]) -> dict[str, Any]:
     """``check --json``: what the lines say, as data."""
     from .periods import in_progress
+    from .store import display_url
     from .subscribers import counts
 
     return {
@@ -199,6 +201,9 @@ def collect_cmd(state: _State, as_json: bool, quiet: bool) -> None:
       digest collect --json
       digest collect --quiet       # for cron
     """
+    from .collect import collect, jobs_for
+    from .store import Store
+
     settings = state.settings()
     jobs = jobs_for(settings)
     with Store.open(settings.database_url) as store, _progress(len(jobs), quiet or as_json) as advance:
@@ -216,6 +221,8 @@ def collect_cmd(state: _State, as_json: bool, quiet: bool) -> None:
 
 @contextmanager
 def _progress(total: int, quiet: bool) -> Iterator[Callable[[SourceResult], None]]:
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
     if quiet or not err.is_terminal:
         yield lambda result: None
         return
@@ -236,6 +243,8 @@ def _progress(total: int, quiet: bool) -> Iterator[Callable[[SourceResult], None
 
 
 def _print_collect_summary(summary: dict[str, Any]) -> None:
+    from .collect import held_line
+
     table = Table(title="digest collect", title_justify="left")
     held = bool(summary["held_elsewhere"])
     columns = ["kind", "sources", "fetched", "not modified", "failed", "skipped", "new posts"]
@@ -288,6 +297,9 @@ def filter_cmd(state: _State, as_json: bool, quiet: bool) -> None:
       digest filter
       digest filter --json
     """
+    from .pipeline import run_filter
+    from .store import Store
+
     settings = state.settings()
     with Store.open(settings.database_url) as store, _busy("filtering posts by topic", quiet or as_json):
         run = run_filter(settings, store, now=_now())
@@ -335,6 +347,8 @@ def topics_show(state: _State, as_json: bool, limit: int) -> None:
       digest topics show --limit 50
       digest topics show --json > decisions.json
     """
+    from .store import Store
+
     settings = state.settings()
     with Store.open(settings.database_url) as store:
         run = store.last_filter_run()
@@ -401,6 +415,9 @@ def topics_explain(state: _State, post: str, as_json: bool) -> None:
       digest topics explain 3f9a1c0d2b7e4a51
       digest topics explain https://mastodon.social/@someone/113456789
     """
+    from .pipeline import explain_post
+    from .store import Store
+
     settings = state.settings()
     with Store.open(settings.database_url) as store:
         found, explanation = explain_post(settings, store, post)
@@ -468,6 +485,9 @@ def preview(
       digest preview --subscriber reader@example.org --text
     """
     from .compose import personalize
+    from .periods import edition_for
+    from .pipeline import composer_for
+    from .store import Store
 
     settings = state.settings()
     topics = _selection(settings, email, topic_list)
@@ -564,6 +584,9 @@ def send(state: _State, week: str | None, dry_run: bool, only: str | None, as_js
       digest send
       digest send --week 2026-W47 --to reader@example.org
     """
+    from .delivery import send_week
+    from .store import Store
+
     settings = state.settings()
     with Store.open(settings.database_url) as store, _bar("sending", quiet or as_json) as progress:
         report = send_week(settings, store, now=_now(), week=week, only=only, dry_run=dry_run, on_progress=progress)
@@ -587,6 +610,10 @@ def run(state: _State, as_json: bool, quiet: bool) -> None:
       digest run
       digest run --quiet      # for cron
     """
+    from .collect import collect, held_line, jobs_for
+    from .delivery import send_week
+    from .store import Store
+
     settings = state.settings()
     jobs = jobs_for(settings)
     with Store.open(settings.database_url) as store:
@@ -615,6 +642,8 @@ def run(state: _State, as_json: bool, quiet: bool) -> None:
 
 @contextmanager
 def _bar(label: str, quiet: bool) -> Iterator[Callable[[int, int], None]]:
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
     if quiet or not err.is_terminal:
         yield lambda done, total: None
         return
@@ -629,6 +658,8 @@ def _bar(label: str, quiet: bool) -> Iterator[Callable[[int, int], None]]:
 
 
 def _print_send(report: SendReport, settings: config_mod.Settings, as_json: bool, quiet: bool) -> None:
+    from .periods import describe
+
     if as_json:
         out.print_json(json.dumps(report.as_dict()))
         return
@@ -791,7 +822,9 @@ def chats_recap(state: _State, week: str | None, as_json: bool) -> None:
       digest chats recap --week 2026-W47
     """
     from .compose import chat_text
+    from .periods import edition_for
     from .pipeline import last_chat_recap
+    from .store import Store
 
     settings = state.settings()
     if not settings.chats:
@@ -1136,6 +1169,7 @@ def eval_cmd(state: _State, data: str, run_sweep: bool, seeds: int | None, as_js
       digest --config topics.toml eval labelled.csv --sweep --seeds 2 --json
     """
     from .evaluate import check, evaluate, sweep
+    from .pipeline import noise_profile
 
     if seeds is not None and not run_sweep:
         raise click.UsageError("--seeds goes with --sweep")
@@ -1208,7 +1242,16 @@ def _print_sweep(data: str, report: dict[str, Any], misses: list[str]) -> None:
             title=f"digest eval --sweep {data}: {titles[kind]}; {report['seeds']} seed(s) each",
             title_justify="left",
         )
-        headers: tuple[str, ...] = ("share", "n", f"{f1}\nmean", "\nmin", "precision\nmean", "\nmin", "recall\nmean", "\nmin")
+        headers: tuple[str, ...] = (
+            "share",
+            "n",
+            f"{f1}\nmean",
+            "\nmin",
+            "precision\nmean",
+            "\nmin",
+            "recall\nmean",
+            "\nmin",
+        )
         headers += ("chatter\ndropped", "\nmin", "wrong\ntopic", "\nmax", f"keyword\n{f1}", "keyword\nchatter")
         for column in headers:
             table.add_column(column, justify="right")
@@ -1315,6 +1358,7 @@ def serve(
 
     from . import serving
     from .schedule import Scheduler
+    from .store import Store
     from .subscribers import secret_of
     from .web import create_app
 
@@ -1374,6 +1418,7 @@ def subscribers_list(state: _State, as_json: bool, only: str | None) -> None:
       digest subscribers list --state pending
       digest subscribers list --json
     """
+    from .store import Store
     from .subscribers import listing
 
     settings = state.settings()
@@ -1410,6 +1455,7 @@ def subscribers_add(state: _State, email: str, topic_list: str | None, confirmed
       digest subscribers add reader@example.org
       digest subscribers add reader@example.org --topics "FHIR,Privacy" --confirmed
     """
+    from .store import Store
     from .subscribers import add
 
     settings = state.settings()
@@ -1442,6 +1488,7 @@ def subscribers_remove(state: _State, email: str, suppress: bool, as_json: bool)
       digest subscribers remove reader@example.org
       digest subscribers remove someone@example.org --suppress
     """
+    from .store import Store
     from .subscribers import Removal, remove
 
     settings = state.settings()
@@ -1487,6 +1534,7 @@ def subscribers_import(state: _State, file: str, as_json: bool) -> None:
       digest subscribers import readers.csv
       digest subscribers import readers.csv --json
     """
+    from .store import Store
     from .subscribers import import_csv
 
     settings = state.settings()
@@ -1515,6 +1563,7 @@ def subscribers_export(state: _State, file: str, as_json: bool) -> None:
     Example:
       digest subscribers export readers.csv
     """
+    from .store import Store
     from .subscribers import export_csv
 
     settings = state.settings()
@@ -1594,7 +1643,10 @@ def _failure(exc: Exception) -> tuple[list[str], int]:
         return [f"error: {exc}"], EXIT_USAGE
     if isinstance(exc, DigestError):
         return [f"error: {exc}"], EXIT_FAILED
-    if isinstance(exc, sa_exc.SQLAlchemyError):
+    sa_exc = sys.modules.get("sqlalchemy.exc")  # not imported: the failure cannot be the database's
+    if sa_exc is not None and isinstance(exc, sa_exc.SQLAlchemyError):
+        from .store import environment_failure
+
         reason = environment_failure(exc) or one_line(getattr(exc, "orig", None) or exc, 300)
         return [f"error: the database: {reason}"], EXIT_FAILED
     if isinstance(exc, OSError):
