@@ -22,6 +22,7 @@ BENCHMARKS: dict[str, tuple[str, ...]] = {
     "weekly": ("weekly",),
     "quality": ("quality", "quality_multi"),
     "shared": ("collect_workers", "send_workers"),
+    "startup": ("startup",),
 }
 
 
