@@ -261,6 +261,7 @@ def test_dry_run_and_to(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> N
     assert sink.by_recipient() == {"ben@example.org": 1}
 
 
+@pytest.mark.timeout(900)  # a hang guard above the test's own waits (up to 120 s a round, 300 s the last)
 def test_killed_mid_batch_then_rerun_misses_nobody_and_names_every_duplicate(tmp_path: Path, store_url: str) -> None:
     """SIGKILL `digest send` at random points in a 300-subscriber batch, several times, then let it finish.
 
