@@ -550,8 +550,14 @@ class TopicFilter:
         kept = (against >= thresholds) & contender & (against > 0)
         # Too little to place the threshold: the keywords keep their posts (unless the curator set one).
         unplaced = (self._offset == _UNPLACED_SHIFT) & np.array([s.threshold is None for s in self.specs])
-        seeds = self._seeds[self._rank]
-        return kept | ((seeds[:, None] == np.arange(len(self.specs))) & unplaced)
+        return kept | (self._keyword_calls()[self._rank] & unplaced)
+
+    def _keyword_calls(self) -> np.ndarray:
+        """Batch rows x topics: the topics a post's keywords point to, ties included (a FHIR question about
+        EHRs names Interoperability and Health IT alike), when they outnumber its noise keywords."""
+        batch, ev = self._fitted()
+        best = ev.topic.max(axis=1, keepdims=True)
+        return (ev.topic == best) & (best > ev.noise[:, None]) & batch.nonempty[:, None]
 
     def decisions(self) -> list[Decision]:
         """One `Decision` per post of the fitted batch, in order."""

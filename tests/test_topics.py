@@ -303,3 +303,20 @@ def test_a_noise_word_that_inflects_a_topic_keyword_stays_noise() -> None:
     ev = _evidence(_Batch(normalize_many(posts)), [sports], DEFAULT_NOISE)
     assert ("gaming",) in {k[0] for k in ev.noise_keywords}
     assert ev.seeds(np.ones(3, dtype=bool)).tolist() == [-1, 0, 0]  # gaming: topic 1 = noise 1, no seed
+
+
+def test_in_a_tiny_week_a_post_whose_keywords_tie_between_topics_is_kept_under_both() -> None:
+    """Too few posts to place a threshold, so keywords decide: a tie names both topics, it never drops the post."""
+    records = Topic(name="Health IT", description="Electronic health records", keywords=("EHR", "#HITsm"))
+    interop = Topic(name="Interoperability", description="Exchanging health data", keywords=("FHIR", "API"))
+    posts = [
+        "T2: what is the one FHIR API your organization wishes every EHR vendor supported today? #HITsm",
+        "Our EHR upgrade went live overnight",
+        "New FHIR implementation guide published",
+        "Lunch on the unit: samosas for everyone",
+        "The tulips in the courtyard are out early",
+    ]
+    decisions = TopicFilter([records, interop]).fit(posts).decisions()
+    assert set(decisions[0].topics) == {"Health IT", "Interoperability"}
+    assert decisions[1].topics == ("Health IT",) and decisions[2].topics == ("Interoperability",)
+    assert decisions[3].topics == decisions[4].topics == ()
