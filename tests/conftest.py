@@ -97,10 +97,19 @@ def store_url(new_store_url: Callable[[], str]) -> str:
 
 # The slow ones (real processes racing, attacks, sweeps, the benchmarks): `pytest -m "not slow"` is the fast
 # loop for a developer; CI runs everything.
-_SLOW_MODULES = {"test_bench.py", "test_send_concurrency.py", "test_races.py", "test_preview_browser.py"}
+_SLOW_MODULES = {
+    "test_bench.py",
+    "test_send_concurrency.py",
+    "test_races.py",
+    "test_preview_browser.py",
+    "test_web_browser.py",
+}
 _SLOW_TESTS = {
     "test_healthz_answers_throughout_an_attack_of_more_idle_connections_than_open_files",
     "test_a_database_locked_too_long_is_one_line",
+    "test_flaky_server_still_delivers_each_message_exactly_once",
+    "test_a_mastodon_page_of_any_shape_never_fails_inside_digest",
+    "test_a_bluesky_page_of_any_shape_never_fails_inside_digest",
     "test_hostile_corpus",
     "test_hostile_corpus_with_real_feeds",
     "test_killed_mid_batch_then_rerun_misses_nobody_and_names_every_duplicate",
