@@ -291,14 +291,21 @@ class _Evidence:
     keywords: tuple[tuple[_Keyword, ...], ...]  # per topic
     noise_keywords: tuple[_Keyword, ...]
 
+    def calls(self, nonempty: np.ndarray) -> np.ndarray:
+        """Posts x topics: the topics a post's keywords point to, ties included (a FHIR question about EHRs
+        names Interoperability and Health IT alike), when they outnumber its noise keywords."""
+        best = self.topic.max(axis=1, keepdims=True) if self.topic.shape[1] else np.zeros((len(self.noise), 1))
+        return (self.topic == best) & (best > self.noise[:, None]) & nonempty[:, None]
+
     def seeds(self, nonempty: np.ndarray) -> np.ndarray:
-        """Per post, the class its keywords clearly point to (a topic, or chatter = the last), or -1."""
+        """Per post, the class its keywords clearly point to (one topic, or chatter = the last), or -1."""
         n, k = self.topic.shape
-        best = self.topic.max(axis=1) if k else np.zeros(n)
-        unique = (self.topic == best[:, None]).sum(axis=1) == 1 if k else np.zeros(n, dtype=bool)
+        calls = self.calls(nonempty)
         labels = np.full(n, -1)
-        on = (best > self.noise) & unique & nonempty
-        labels[on] = self.topic.argmax(axis=1)[on] if k else -1
+        if k:
+            on = calls.sum(axis=1) == 1
+            labels[on] = calls.argmax(axis=1)[on]
+        best = self.topic.max(axis=1) if k else np.zeros(n)
         labels[(self.noise > best) & nonempty] = k
         return labels
 
@@ -550,14 +557,8 @@ class TopicFilter:
         kept = (against >= thresholds) & contender & (against > 0)
         # Too little to place the threshold: the keywords keep their posts (unless the curator set one).
         unplaced = (self._offset == _UNPLACED_SHIFT) & np.array([s.threshold is None for s in self.specs])
-        return kept | (self._keyword_calls()[self._rank] & unplaced)
-
-    def _keyword_calls(self) -> np.ndarray:
-        """Batch rows x topics: the topics a post's keywords point to, ties included (a FHIR question about
-        EHRs names Interoperability and Health IT alike), when they outnumber its noise keywords."""
         batch, ev = self._fitted()
-        best = ev.topic.max(axis=1, keepdims=True)
-        return (ev.topic == best) & (best > ev.noise[:, None]) & batch.nonempty[:, None]
+        return kept | (ev.calls(batch.nonempty)[self._rank] & unplaced)
 
     def decisions(self) -> list[Decision]:
         """One `Decision` per post of the fitted batch, in order."""
