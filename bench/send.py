@@ -33,12 +33,15 @@ import tempfile
 import time
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from . import compose as compose_bench
 from . import corpus
 from .common import Entry, Stopwatch, Timers, cpu_count, in_child, noise_note, other_cpu, profiled, rounded
 from .smtpsink import SmtpSink
+
+if TYPE_CHECKING:
+    from digest.compose import Composer, Edition
 
 __all__ = ["run", "settings_text"]
 
@@ -187,13 +190,39 @@ def _measure(port: int, messages: int, variant: str, name: str) -> dict[str, Any
     }
 
 
-def _baseline(port: int, messages: int, sample: int) -> dict[str, Any]:
-    from digest.compose import Composer, selection
-    from digest.mail import Links, MessageTemplate, SmtpMessenger, message_id
+def _composer() -> tuple[Composer, list[str]]:
+    """The benchmark week's `Composer` and its topic order."""
+    from digest.compose import Composer
 
     posts, kept = compose_bench.week()
     order = [t.name for t in corpus.TOPICS]
-    composer = Composer(posts, kept, topics=order, **compose_bench.SETTINGS)
+    return Composer(posts, kept, topics=order, **compose_bench.SETTINGS), order
+
+
+def _message(edition: Edition, email: str, name: str, now: datetime) -> bytes:
+    """One reader's message of an edition, built as digest builds it (template, then the reader's copy)."""
+    from digest.mail import Links, MessageTemplate, message_id
+
+    template = MessageTemplate.build(
+        subject=edition.subject,
+        html=edition.html,
+        text=edition.text,
+        sender=SENDER,
+        reply_to=None,
+        list_id="Health IT Weekly <health-it-weekly.hit.example>",
+        date=now,
+    )
+    link = f"https://digest.example.org/unsubscribe/{email}"
+    return template.render(
+        email, message_id(edition.week, email, "hit.example"), Links(link, link, link, "mailto:x"), name
+    )
+
+
+def _baseline(port: int, messages: int, sample: int) -> dict[str, Any]:
+    from digest.compose import selection
+    from digest.mail import SmtpMessenger
+
+    composer, order = _composer()
     composer.edition(corpus.SELECTIONS[-1])  # untimed: compile the templates, build every card
     readers = compose_bench.people(messages)
     step = max(1, messages // sample)
@@ -204,19 +233,7 @@ def _baseline(port: int, messages: int, sample: int) -> dict[str, Any]:
         for email, name, topics in chosen:
             edition = composer._compose(selection(topics, order))  # render + premailer for this message
             assert edition is not None
-            template = MessageTemplate.build(
-                subject=edition.subject,
-                html=edition.html,
-                text=edition.text,
-                sender=SENDER,
-                reply_to=None,
-                list_id="Health IT Weekly <health-it-weekly.hit.example>",
-                date=now,
-            )
-            link = f"https://digest.example.org/unsubscribe/{email}"
-            message = template.render(
-                email, message_id(edition.week, email, "hit.example"), Links(link, link, link, "mailto:x"), name
-            )
+            message = _message(edition, email, name, now)
             messenger = SmtpMessenger(url, "none")  # a new connection per message
             try:
                 messenger.push("digest@hit.example", email, message, lambda: None)
@@ -231,33 +248,15 @@ def _ceiling(port: int, messages: int) -> dict[str, Any]:
     import smtplib
     import socket
 
-    from digest.compose import Composer
-    from digest.mail import Links, MessageTemplate, message_id
-
-    posts, kept = compose_bench.week()
-    order = [t.name for t in corpus.TOPICS]
-    composer = Composer(posts, kept, topics=order, **compose_bench.SETTINGS)
+    composer, _ = _composer()
     now = datetime.now(UTC)
-    built: list[bytes] = []
-    for topics in corpus.SELECTIONS:
-        edition = composer.edition(topics)
-        if edition is None:
-            continue
-        template = MessageTemplate.build(
-            subject=edition.subject, html=edition.html, text=edition.text, sender=SENDER, reply_to=None,
-            list_id="Health IT Weekly <health-it-weekly.hit.example>", date=now,
-        )  # fmt: skip
-        link = "https://digest.example.org/unsubscribe/x"
-        email = f"reader{len(built)}@example.org"
-        built.append(
-            template.render(
-                email, message_id(edition.week, email, "hit.example"), Links(link, link, link, "mailto:x"), ""
-            )
-        )
+    editions = [e for e in map(composer.edition, corpus.SELECTIONS) if e is not None]
+    built = [_message(e, f"reader{i}@example.org", "", now) for i, e in enumerate(editions)]
     readers = [email for email, _, _ in compose_bench.people(messages)]
     with Stopwatch() as clock, profiled("send-ceiling"):
         client = smtplib.SMTP("127.0.0.1", port, timeout=60)
-        client.sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        if client.sock is not None:  # connected: replies are not held back by Nagle, as in digest's own
+            client.sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
         try:
             for i, email in enumerate(readers):
                 client.sendmail("digest@hit.example", [email], built[i % len(built)])
