@@ -126,8 +126,7 @@ def jobs_for(settings: Settings) -> list[Job]:
     jobs: dict[str, Job] = {}
     for source in settings.sources:
         if isinstance(source, FeedSource):
-            key = f"feed:{source.feed}"
-            jobs.setdefault(key, FeedJob(key, "feed", source.feed))
+            jobs.setdefault(source.key, FeedJob(source.key, "feed", source.feed))
         elif isinstance(source, MastodonSource):
             server = source.mastodon.rsplit("@", 1)[1]
             key = f"mastodon:{source.mastodon}"
@@ -415,6 +414,8 @@ def _apply(state: SourceState, outcome: Outcome, now: datetime) -> list[str]:
         state.cursor = outcome.cursor
     if outcome.body_hash is not None:
         state.body_hash = outcome.body_hash
+    if outcome.title:
+        state.title = outcome.title
     if outcome.moved_to and outcome.moved_to != state.url:
         state.url = outcome.moved_to
         notes.append(f"moved permanently to {outcome.moved_to}; update feeds.toml")

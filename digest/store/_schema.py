@@ -61,6 +61,7 @@ sources = sa.Table(
     sa.Column("gap_possible", sa.Boolean, nullable=False, default=False),
     sa.Column("note", sa.String, nullable=False, default=""),
     sa.Column("body_hash", sa.String, nullable=False, default=""),  # the last feed body read, hashed
+    sa.Column("title", sa.String, nullable=False, default=""),  # the feed's own title, as last read
     sa.Column("owner", sa.String, nullable=False, default=""),  # the collect run fetching it now (`leases`)
     sa.Column("lease_until", UTCDateTime, nullable=True),  # that claim lapses then unless renewed
 )
@@ -249,6 +250,7 @@ MIGRATIONS: dict[int, Sequence[Migration]] = {
     6: [_add_columns("deliveries", {**_CLAIM_COLUMNS, "uncertain": "INTEGER NOT NULL DEFAULT 0"})],  # shared sending
     7: [_add_columns("sources", _CLAIM_COLUMNS)],  # several collect runs share the sources: claims and leases
     8: [_add_columns("sources", {"body_hash": "VARCHAR NOT NULL DEFAULT ''"})],  # an unchanged feed is not parsed
+    9: [_add_columns("sources", {"title": "VARCHAR NOT NULL DEFAULT ''"})],  # publication names on cards
 }
 SCHEMA_VERSION = 1 + len(MIGRATIONS)
 
