@@ -30,9 +30,9 @@ from typing import Any
 from .. import clock
 from ..config import BlueskySource, FeedSource, HashtagSource, MastodonSource, Settings
 from ..errors import FetchError, one_line
-from ..leases import this_process
 from ..models import Post, SourceState
 from ..store import SourceClaims, Store
+from ..store.leases import this_process
 from .base import Context, Job, Outcome
 from .bluesky import BlueskyAuthorJob, BlueskySearchJob
 from .feeds import FeedJob
