@@ -386,7 +386,7 @@ def _run(settings: Settings, now: datetime, work: Callable[[Context], Awaitable[
         return await asyncio.to_thread(parse_feed, body, url, source, content_type, now)
 
     async def main() -> _T:
-        async with Fetcher(checking.collect) as fetcher:
+        async with Fetcher(checking.collect, contact=checking.subscription.public_url) as fetcher:
             window = now - timedelta(days=checking.digest.window_days)
             return await work(Context(fetcher, checking, now, window, parse))
 
