@@ -12,7 +12,7 @@ import os
 import sys
 import webbrowser
 from collections import Counter
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from datetime import datetime
 from pathlib import Path
@@ -108,12 +108,16 @@ def check(state: _State, as_json: bool) -> None:
     """Validate the configuration and print a short summary.
 
     A bad configuration exits with status 2 and one line per problem, naming the
-    file, line and key.
+    file, line and key. What loads but will not work as meant is a warning on
+    stderr (exit 0): a topic the filter can never match, topics named alike
+    but for case, the default From address, and no [subscription] public_url
+    (preference and unsubscribe links are then mails someone must act on).
 
     \b
     Example:
       digest --config feeds.toml check
     """
+    from .advice import warnings
     from .collect import jobs_for
     from .store import display_url
 
@@ -121,8 +125,9 @@ def check(state: _State, as_json: bool) -> None:
     jobs = jobs_for(settings)
     kinds = Counter(type(s).__name__.removesuffix("Source").lower() for s in settings.sources)
     endpoints = Counter(job.kind for job in jobs)
+    advice = warnings(settings)
     if as_json:
-        _print_json(_check_summary(settings, kinds, endpoints))
+        _print_json({**_check_summary(settings, kinds, endpoints), "warnings": advice})
         return
     out.print(f"{settings.path}: OK")
     described = ", ".join(f"{n} {kind}" for kind, n in sorted(kinds.items())) or "none"
@@ -143,6 +148,8 @@ def check(state: _State, as_json: bool) -> None:
     secrets = _secret_names(settings)
     if secrets:
         out.print(f"  secrets:     read from the environment: {', '.join(secrets)}")
+    for line in advice:
+        err.print(f"warning: {line}", markup=False)
 
 
 def _check_summary(settings: config_mod.Settings, kinds: Counter[str], endpoints: Counter[str]) -> dict[str, Any]:
@@ -1138,6 +1145,12 @@ def _ago(when: datetime | None, now: datetime) -> str:
 @click.argument("data", type=click.Path(exists=True, dir_okay=False))
 @click.option("--sweep", "run_sweep", is_flag=True, help="Sample many batches: on-topic shares and batch sizes.")
 @click.option(
+    "--feedback",
+    type=click.Path(exists=True, dir_okay=False),
+    default=None,
+    help="FEEDBACK.csv (text,label): run as if readers' signals on these posts were accepted as examples.",
+)
+@click.option(
     "--seeds",
     type=click.IntRange(1, 100),
     default=None,
@@ -1145,7 +1158,7 @@ def _ago(when: datetime | None, now: datetime) -> str:
 )
 @click.option("--json", "as_json", is_flag=True, help="Print the report as JSON.")
 @click.pass_obj
-def eval_cmd(state: _State, data: str, run_sweep: bool, seeds: int | None, as_json: bool) -> None:
+def eval_cmd(state: _State, data: str, run_sweep: bool, feedback: str | None, seeds: int | None, as_json: bool) -> None:
     """Measure the topic filter on labelled posts: DATA.csv with columns text,label.
 
     `label` is a topic name (several joined by |) or empty for off-topic. The
@@ -1161,15 +1174,21 @@ def eval_cmd(state: _State, data: str, run_sweep: bool, seeds: int | None, as_js
     dropped and on-topic posts kept under a wrong topic, the keyword baseline,
     then the cells that miss the quality targets.
 
+    With --feedback, the rows of FEEDBACK.csv (text,label) join the fit as
+    accepted readers' examples: a labelled row "more like this" under its
+    topics, an off-topic row "not for me" under every topic.
+
     \b
     Examples:
       digest --config topics.toml eval labelled.csv
+      digest --config topics.toml eval held-out.csv --feedback pressed.csv
       digest --config topics.toml eval labelled.csv --json
       digest --config topics.toml eval labelled.csv --sweep
       digest --config topics.toml eval labelled.csv --sweep --seeds 2 --json
     """
-    from .evaluate import check, evaluate, sweep
+    from .evaluate import check, evaluate, feedback_examples, sweep
     from .pipeline import noise_profile
+    from .topics import TopicSpec, with_examples
 
     if seeds is not None and not run_sweep:
         raise click.UsageError("--seeds goes with --sweep")
@@ -1178,10 +1197,14 @@ def eval_cmd(state: _State, data: str, run_sweep: bool, seeds: int | None, as_js
         raise ConfigError(f"{settings.path}: no [[topics]] configured; eval measures them")
     texts, labels = read_labelled(data)
     noise = noise_profile(settings)
+    topics: Sequence[TopicSpec] = settings.topics
+    if feedback is not None:
+        names = [t.name for t in settings.topics]
+        topics, noise = with_examples(topics, noise, feedback_examples(*read_labelled(feedback), names))
     if run_sweep:
         with _bar("sweeping", as_json) as progress:
             try:
-                report = sweep(texts, labels, settings.topics, noise=noise, seeds=seeds or 5, on_progress=progress)
+                report = sweep(texts, labels, topics, noise=noise, seeds=seeds or 5, on_progress=progress)
             except ValueError as exc:
                 raise DigestError(f"{data}: {exc}") from None
         if as_json:
@@ -1191,7 +1214,7 @@ def eval_cmd(state: _State, data: str, run_sweep: bool, seeds: int | None, as_js
                 _print_sweep(data, report, check(report))
         return
     with _busy(f"filtering {len(texts)} posts", as_json):
-        report = evaluate(texts, labels, settings.topics, noise=noise)
+        report = evaluate(texts, labels, topics, noise=noise)
     if as_json:
         out.print_json(json.dumps(report))
         return

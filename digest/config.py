@@ -288,6 +288,11 @@ class FeedSource(_Model):
 
     _url = field_validator("feed")(classmethod(lambda cls, v: _http_url(v)))
 
+    @property
+    def key(self) -> str:
+        """The endpoint's key in the store (``feed:URL``)."""
+        return f"feed:{self.feed}"
+
 
 class MastodonSource(_Model):
     """A Mastodon account, ``@user@server``."""

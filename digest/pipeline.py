@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING
 
 from .config import Settings
 from .errors import DigestError
-from .models import Post, Recipient
+from .models import Post, Publication, Recipient
 from .periods import Period, in_progress, last_completed
 from .store import FilterRun, Store
 
@@ -31,6 +31,7 @@ __all__ = [
     "last_chat_recap",
     "noise_profile",
     "prepare_editions",
+    "publication_names",
     "run_filter",
 ]
 
@@ -126,7 +127,22 @@ def composer_from_run(
         quiet_week=settings.digest.quiet_week,
         templates_dir=settings.templates_dir,
         chats=chat_recaps(settings, store, since=run.since, until=run.until, topic_scores=best),
+        publications=publication_names(settings, store),
     )
+
+
+def publication_names(settings: Settings, store: Store) -> dict[str, Publication]:
+    """Each feed as its readers know it, by source key: feeds.toml's ``name``, else the feed's own title
+    as last collected. A feed with neither is left out (its cards show its host)."""
+    from .config import FeedSource
+
+    titles = {key: state.title for key, state in store.source_states().items() if state.title}
+    names: dict[str, Publication] = {}
+    for source in settings.sources:
+        title = titles.get(source.key, "") if isinstance(source, FeedSource) else ""
+        if isinstance(source, FeedSource) and (source.name or title):
+            names.setdefault(source.key, Publication(source.name or title, title))
+    return names
 
 
 def chat_recaps(
