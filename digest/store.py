@@ -31,6 +31,7 @@ from sqlalchemy.engine import Connection, Engine
 
 from . import clock, leases
 from .errors import LostClaim, StoreError
+from .feedback import Signal
 from .models import Author, Decision, Delivery, Engagement, Media, Post, Recipient, SourceState
 
 __all__ = ["SCHEMA_VERSION", "DeliveryLog", "FilterRun", "SourceClaims", "Store", "display_url", "suppression_hash"]
@@ -217,6 +218,31 @@ jobs = sa.Table(
     sa.Column("updated_at", UTCDateTime, nullable=False),  # the lease: a running job renews it
 )
 
+signals = sa.Table(  # readers' "not for me" / "more like this" (issue 17); see `SignalRecords`
+    "signals",
+    metadata,
+    sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
+    sa.Column("email", sa.String, nullable=True),  # null once the reader unsubscribed: an anonymous count
+    sa.Column("post_id", sa.String, nullable=False, index=True),
+    sa.Column("topic", sa.String, nullable=False),
+    sa.Column("kind", sa.String, nullable=False),  # less, more
+    sa.Column("text", sa.Text, nullable=False),  # the post's document, so the signal outlives the post
+    sa.Column("author", sa.String, nullable=False),  # the post's account key (`rank.account_key`)
+    sa.Column("created_at", UTCDateTime, nullable=False),
+    sa.UniqueConstraint("email", "post_id", "topic", name="uq_signals_reader"),
+)
+
+examples = sa.Table(  # signals a curator (or enough agreeing readers) turned into a topic's labelled examples
+    "examples",
+    metadata,
+    sa.Column("topic", sa.String, primary_key=True),
+    sa.Column("post_id", sa.String, primary_key=True),
+    sa.Column("text", sa.Text, nullable=False),
+    sa.Column("label", sa.Boolean, nullable=False),  # True: about the topic, False: not
+    sa.Column("origin", sa.String, nullable=False),  # curator, readers (auto-accepted)
+    sa.Column("accepted_at", UTCDateTime, nullable=False),
+)
+
 # A fixed salt, not the [subscription] secret: a suppression must outlive a rotated secret and work
 # for the command line with no secret at all. It only makes the hashes digest's own; an address
 # can still be tested against the list by someone who has the database and guesses it.
@@ -266,6 +292,7 @@ MIGRATIONS: dict[int, Sequence[Migration]] = {
     7: [_add_columns("sources", _CLAIM_COLUMNS)],  # several collect runs share the sources: claims and leases
     8: [_add_columns("sources", {"body_hash": "VARCHAR NOT NULL DEFAULT ''"})],  # an unchanged feed is not parsed
     9: [_add_columns("sources", {"title": "VARCHAR NOT NULL DEFAULT ''"})],  # publication names on cards
+    10: [lambda conn: metadata.create_all(conn, tables=[signals, examples])],  # readers' feedback, accepted examples
 }
 SCHEMA_VERSION = 1 + len(MIGRATIONS)
 
@@ -381,7 +408,62 @@ def _retried(work: Callable[[], _T]) -> _T:
     return work()
 
 
-class Store:
+class SignalRecords:
+    """Readers' signals and the examples accepted from them (issue 17). A reader has at most one signal per
+    post and topic: pressing the other button replaces it, pressing the same one again changes nothing."""
+
+    engine: Engine
+
+    def record_signal(self, signal: Signal) -> None:
+        row = {
+            "email": signal.email.lower(),
+            "post_id": signal.post_id,
+            "topic": signal.topic,
+            "kind": signal.kind,
+            "text": signal.text,
+            "author": signal.author,
+            "created_at": signal.at,
+        }
+        mine = (signals.c.email == row["email"], signals.c.post_id == signal.post_id, signals.c.topic == signal.topic)
+        with self.engine.begin() as conn:
+            conn.execute(signals.delete().where(*mine, signals.c.kind != signal.kind))
+            _insert_new(conn, signals, [row])  # a second press, here or in another process, is the same signal
+
+    def undo_signal(self, email: str, post_id: str, topic: str) -> bool:
+        """Take a reader's signal back; True when there was one."""
+        mine = (signals.c.email == email.lower(), signals.c.post_id == post_id, signals.c.topic == topic)
+        with self.engine.begin() as conn:
+            return bool(conn.execute(signals.delete().where(*mine)).rowcount)
+
+    def signals(self, *, email: str | None = None, post_id: str | None = None) -> list[Signal]:
+        """Signals, oldest first: one reader's, one post's, or (neither given) all of them."""
+        query = sa.select(signals).order_by(signals.c.created_at, signals.c.id)
+        if email is not None:
+            query = query.where(signals.c.email == email.lower())
+        if post_id is not None:
+            query = query.where(signals.c.post_id == post_id)
+        with self.engine.connect() as conn:
+            return [_signal(row) for row in conn.execute(query)]
+
+    def accept_examples(self, items: Sequence[tuple[str, str, str, bool]], origin: str, now: datetime) -> None:
+        """Keep (topic, post id, text, label) as accepted examples; accepting a post again replaces its label."""
+        with self.engine.begin() as conn:
+            for topic, post_id, _, _ in items:
+                conn.execute(examples.delete().where(examples.c.topic == topic, examples.c.post_id == post_id))
+            rows = [
+                {"topic": t, "post_id": p, "text": x, "label": y, "origin": origin, "accepted_at": now}
+                for t, p, x, y in items
+            ]
+            _insert_new(conn, examples, rows)
+
+    def examples(self) -> list[dict[str, Any]]:
+        """Every accepted example: topic, post_id, text, label, origin, accepted_at."""
+        with self.engine.connect() as conn:
+            rows = conn.execute(sa.select(examples).order_by(examples.c.topic, examples.c.accepted_at))
+            return [r._asdict() for r in rows]
+
+
+class Store(SignalRecords):
     """Posts and source state, behind a SQLAlchemy engine; open with `Store.open`."""
 
     def __init__(self, engine: Engine) -> None:
@@ -866,6 +948,7 @@ class Store:
                 .where(deliveries.c.email == email)
                 .values(email="unsubscribed:" + suppression_hash(email)[:32], message_id="", answer="", error="")
             )
+            conn.execute(signals.update().where(signals.c.email == email).values(email=None))  # counts only
             self._suppress(conn, email, now)
         return bool(gone)
 
@@ -1241,6 +1324,10 @@ _STATE_FIELDS = tuple(f.name for f in fields(SourceState))
 def _source_state(row: Any) -> SourceState:
     m = row._mapping
     return SourceState(**{name: m[name] for name in _STATE_FIELDS})
+
+
+def _signal(row: Any) -> Signal:
+    return Signal(row.email or "", row.post_id, row.topic, row.kind, row.text, row.author, row.created_at)
 
 
 def _recipient(row: Any) -> Recipient:
