@@ -108,12 +108,16 @@ def check(state: _State, as_json: bool) -> None:
     """Validate the configuration and print a short summary.
 
     A bad configuration exits with status 2 and one line per problem, naming the
-    file, line and key.
+    file, line and key. What loads but will not work as meant is a warning on
+    stderr (exit 0): a topic the filter can never match, topics named alike
+    but for case, the default From address, and no [subscription] public_url
+    (preference and unsubscribe links are then mails someone must act on).
 
     \b
     Example:
       digest --config feeds.toml check
     """
+    from .advice import warnings
     from .collect import jobs_for
     from .store import display_url
 
@@ -121,8 +125,9 @@ def check(state: _State, as_json: bool) -> None:
     jobs = jobs_for(settings)
     kinds = Counter(type(s).__name__.removesuffix("Source").lower() for s in settings.sources)
     endpoints = Counter(job.kind for job in jobs)
+    advice = warnings(settings)
     if as_json:
-        _print_json(_check_summary(settings, kinds, endpoints))
+        _print_json({**_check_summary(settings, kinds, endpoints), "warnings": advice})
         return
     out.print(f"{settings.path}: OK")
     described = ", ".join(f"{n} {kind}" for kind, n in sorted(kinds.items())) or "none"
@@ -143,6 +148,8 @@ def check(state: _State, as_json: bool) -> None:
     secrets = _secret_names(settings)
     if secrets:
         out.print(f"  secrets:     read from the environment: {', '.join(secrets)}")
+    for line in advice:
+        err.print(f"warning: {line}", markup=False)
 
 
 def _check_summary(settings: config_mod.Settings, kinds: Counter[str], endpoints: Counter[str]) -> dict[str, Any]:

@@ -29,7 +29,6 @@ from . import clock
 from .config import Settings, expand_env
 from .errors import ConfigError, DigestError, LostClaim
 from .feedback import FeedbackLinks
-from .leases import this_process
 from .mail import (
     DkimSigner,
     Links,
@@ -46,6 +45,7 @@ from .mail import (
 from .models import Delivery, Recipient
 from .periods import Period, edition_for, in_progress
 from .store import DeliveryLog, Store
+from .store.leases import this_process
 from .tokens import make_token
 
 __all__ = ["SendReport", "links_for", "send_week"]

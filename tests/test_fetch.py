@@ -10,6 +10,7 @@ import tracemalloc
 import pytest
 from httpserver import Response, TestServer
 
+from digest import __version__
 from digest.collect.fetch import Fetcher, FetchResult, parse_retry_after
 from digest.config import CollectSettings
 from digest.errors import FetchError, PermanentFetchError, TransientFetchError
@@ -40,7 +41,20 @@ def test_body_and_validators_come_back(http_server: TestServer) -> None:
     assert result.last_modified == "Sat, 21 Nov 2026 10:00:00 GMT"
     assert result.content_type == "application/rss+xml"
     user_agent = http_server.requests("/f")[0].headers["User-Agent"]
-    assert user_agent.startswith("digest/") and "+http" in user_agent
+    assert user_agent.startswith("digest/") and "pypi.org" not in user_agent  # not the unrelated PyPI "digest"
+
+
+def test_the_user_agent_names_the_deployment_reading(http_server: TestServer) -> None:
+    """A feed's owner sees who reads: the deployment's public address (`[subscription] public_url`)."""
+    http_server.route("/f", Response(b"<rss/>"))
+
+    async def go() -> None:
+        async with Fetcher(FAST, contact="https://digest.health.example") as fetcher:
+            await fetcher.get(http_server.url("/f"))
+
+    asyncio.run(go())
+    user_agent = http_server.requests("/f")[0].headers["User-Agent"]
+    assert user_agent == f"digest/{__version__} (weekly digest reader; +https://digest.health.example)"
 
 
 def test_conditional_get_answers_not_modified(http_server: TestServer) -> None:

@@ -30,9 +30,9 @@ from typing import Any
 from .. import clock
 from ..config import BlueskySource, FeedSource, HashtagSource, MastodonSource, Settings
 from ..errors import FetchError, one_line
-from ..leases import this_process
 from ..models import Post, SourceState
 from ..store import SourceClaims, Store
+from ..store.leases import this_process
 from .base import Context, Job, Outcome
 from .bluesky import BlueskyAuthorJob, BlueskySearchJob
 from .feeds import FeedJob
@@ -225,7 +225,7 @@ async def _collect(
             pending[job.key] = job
     claims = _Claims(store, now, settings.collect.refetch_after)
     writer = _Writer(store, claims.owner)
-    async with Fetcher(settings.collect) as fetcher, writer, claims:
+    async with Fetcher(settings.collect, contact=settings.subscription.public_url) as fetcher, writer, claims:
         deadline = loop.time() + settings.collect.run_timeout
         ctx = Context(fetcher, settings, now, now - timedelta(days=settings.digest.window_days), parse, deadline)
         running: set[asyncio.Task[SourceResult]] = set()

@@ -27,15 +27,26 @@ from ..errors import FetchError, PermanentFetchError, TransientFetchError, one_l
 
 __all__ = ["FetchResult", "Fetcher", "default_user_agent"]
 
-PROJECT_URL = "https://pypi.org/project/digest/"
 _PERMANENT_REDIRECTS = {301, 308}
 _RETRY_STATUSES = {429, 502, 503, 504}
 
 
-def default_user_agent() -> str:
+def default_user_agent(contact: str | None = None) -> str:
+    """``digest/VERSION (weekly digest reader; +URL)``, the URL saying who reads: ``contact`` (the
+    deployment's public address), else the project's homepage from the installed distribution's
+    metadata (``[project.urls]``); no URL when neither is known, never another project's."""
+    from importlib import metadata
+
     from .. import __version__
 
-    return f"digest/{__version__} (weekly digest reader; +{PROJECT_URL})"
+    url = contact
+    if not url:
+        try:
+            urls = metadata.metadata("digest").get_all("Project-URL") or []
+        except metadata.PackageNotFoundError:
+            urls = []
+        url = next((u.split(",", 1)[1].strip() for u in urls if u.lower().startswith("homepage,")), None)
+    return f"digest/{__version__} (weekly digest reader{f'; +{url}' if url else ''})"
 
 
 @dataclass(frozen=True, slots=True)
@@ -88,13 +99,20 @@ class _Inflater:
 class Fetcher:
     """Shared HTTP clients with global and per-host limits; use as ``async with Fetcher(...)``."""
 
-    def __init__(self, settings: CollectSettings, *, user_agent: str | None = None, clients: int | None = None) -> None:
+    def __init__(
+        self,
+        settings: CollectSettings,
+        *,
+        user_agent: str | None = None,
+        clients: int | None = None,
+        contact: str | None = None,
+    ) -> None:
         self.settings = settings
         count = clients or max(1, min(5, settings.concurrency // 10))
         per_client = max(1, -(-settings.concurrency // count))
         timeout = httpx.Timeout(settings.read_timeout, connect=settings.connect_timeout)
         headers = {
-            "User-Agent": user_agent or settings.user_agent or default_user_agent(),
+            "User-Agent": user_agent or settings.user_agent or default_user_agent(contact),
             "Accept-Encoding": "gzip, deflate",
         }
         tls = httpx.create_ssl_context()  # loading the CA bundle costs ~25 ms: once, shared by every client
