@@ -376,6 +376,12 @@ class Topic(_Model):
     examples: tuple[str, ...] = Field((), description="Optional on-topic example posts, a sentence each.")
     exclude: tuple[str, ...] = Field((), description="Optional words or example posts that are noise for this topic.")
     threshold: float | None = Field(None, gt=0, lt=1, description="Optional override of the filter's own threshold.")
+    accept_after: int | None = Field(
+        None,
+        ge=2,
+        description="Optional: readers' signals on a post become the topic's examples once this many distinct "
+        "readers agree (at least 2; off by default: the curator accepts them).",
+    )
 
 
 class ChatSettings(_Model):
