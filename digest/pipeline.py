@@ -219,6 +219,6 @@ def prepare_editions(
     if missing:
         composer = composer_for(settings, store, now=now, period=period)
         made = [composer.edition(sel) for sel in dict.fromkeys(wanted.values())]
-        store.save_editions(label, [(e.path, e.topics, e.subject, e.html, e.text) for e in made if e], now)
+        store.save_editions(label, [e for e in made if e], now)
         stored = store.editions(label)
     return {email: edition_path(label, sel) for email, sel in wanted.items() if edition_path(label, sel) in stored}
