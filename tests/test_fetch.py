@@ -136,7 +136,7 @@ def test_retry_after_http_date() -> None:
 def test_slow_server_times_out(http_server: TestServer) -> None:
     http_server.route("/slow", Response(b"late", delay=3))
     settings = CollectSettings(read_timeout=0.5, retries=0)
-    with pytest.raises(TransientFetchError, match="timed out"):
+    with pytest.raises(TransientFetchError, match=r"timed out \(waiting for data\)"):
         fetch(http_server.url("/slow"), settings)
 
 
@@ -193,8 +193,21 @@ def test_dead_server_is_transient() -> None:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         port = sock.getsockname()[1]
-    with pytest.raises(TransientFetchError, match="connection failed"):
+    with pytest.raises(TransientFetchError, match="connection failed") as caught:
         fetch(f"http://127.0.0.1:{port}/feed", CollectSettings(retries=0))
+    assert "timed out" not in str(caught.value)  # httpx-aiohttp's own mapping calls a refused connection a timeout
+
+
+@pytest.mark.parametrize("path", ["/not-http", "/garbage-status", "/huge-header"])
+def test_malformed_answer_is_a_transient_one_line_failure(path: str) -> None:
+    """What aiohttp refuses to read as HTTP (its transport leaves those errors unmapped) is a fetch error."""
+    from hostile import HostileServer
+
+    with HostileServer(drip=0.05) as server, pytest.raises(TransientFetchError) as caught:
+        fetch(server.url(path), CollectSettings(retries=0))
+    message = str(caught.value)
+    assert message.startswith(f"{server.url(path)}: connection failed: malformed HTTP answer: ")
+    assert "\n" not in message and len(message) < 300
 
 
 def test_per_host_limit_caps_concurrent_requests(http_server: TestServer) -> None:

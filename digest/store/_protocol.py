@@ -8,8 +8,9 @@ from __future__ import annotations
 
 from collections.abc import Callable, Collection, Iterable, Sequence
 from datetime import datetime, timedelta
-from typing import Protocol
+from typing import Any, Protocol
 
+from ..feedback import Signal
 from ..models import Decision, Delivery, DeliveryStatus, Edition, Job, JobStatus, Post, Recipient, SourceState
 from . import leases
 from ._decisions import FilterRun
@@ -21,7 +22,7 @@ __all__ = ["Store"]
 
 
 class Store(Protocol):
-    """Posts, sources, the filter's record, subscribers, editions, deliveries and jobs, with the claims
+    """Posts, sources, the filter's record, subscribers, editions, deliveries, jobs and readers' signals, with the claims
     and leases that let several processes share them. Every database error is a `StoreError`."""
 
     @staticmethod
@@ -255,6 +256,29 @@ class Store(Protocol):
 
     def job(self, name: str, period: str) -> Job | None:
         """One job's record, or None when it never ran."""
+        ...
+
+    # -- readers' signals and the examples accepted from them ------------------------------
+
+    def record_signal(self, signal: Signal) -> None:
+        """Keep a reader's signal: one per reader, post and topic; the other button replaces it."""
+        ...
+
+    def undo_signal(self, email: str, post_id: str, topic: str) -> bool:
+        """Take a reader's signal back; True when there was one."""
+        ...
+
+    def signals(self, *, email: str | None = None, post_id: str | None = None) -> list[Signal]:
+        """Signals, oldest first: one reader's, one post's, or (neither given) all (anonymous ones: email "")."""
+        ...
+
+    def accept_examples(self, items: Sequence[tuple[str, str, str, bool]], origin: str, now: datetime) -> None:
+        """Keep (topic, post id, text, label) as accepted examples (origin: curator or readers); accepting a
+        post again replaces its label."""
+        ...
+
+    def examples(self) -> list[dict[str, Any]]:
+        """Every accepted example: topic, post_id, text, label, origin, accepted_at."""
         ...
 
 

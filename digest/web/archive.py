@@ -38,14 +38,18 @@ class ArchivePages(Section):
             found.append({"week": week, "label": week, "subject": main.subject if main else ""})
         return found
 
+    def _public(self, week: str) -> dict[str, Edition]:
+        """A week's editions as the archive shows them: per topic selection, never a reader's own copy."""
+        return {path: e for path, e in self.store.editions(week).items() if path.startswith("editions/")}
+
     def _sent(self, week: str) -> dict[str, Edition]:
         """A sent week's editions by path; 404 for anything else."""
         if not _WEEK.fullmatch(week) or week not in self.store.sent_weeks():
             raise HTTPException(404)
-        return self.store.editions(week)
+        return self._public(week)
 
     def _main_edition(self, week: str) -> Edition | None:
-        stored = self.store.editions(week)
+        stored = self._public(week)
         full = edition_path(week, selection(self.topic_names, self.topic_names))
         if full in stored:
             return stored[full]
