@@ -6,11 +6,14 @@ or by replying), and people lurk afterwards. `recap` turns the window's posts in
 
 1. The chat's posts: those in the window carrying the hashtag, the host's, and replies into them
    (a reply need not repeat the tag). Boosts and posts outside the window are ignored.
-2. Questions: the host's posts with a T/Q label; without a host (or when the host posted none),
+2. Questions: the host's posts with a T/Q label (at the start, or opening a later sentence before the
+   question itself: ``Welcome to #HITsm! T1: ...``); without a host (or when the host posted none),
    the first post of each T/Q label by anyone; when nobody labelled anything, the window is cut
    into equal slices and the best post of each slice heads it.
 3. Answers: an ``A1``/``A1:``/``A1a``/``T1``/``Q1`` label first; then reply-threading (a reply to a
-   question, or to anything already matched to it); what is left is "other".
+   question, or to anything already matched to it); then time: an on-topic post (by the filter's
+   scores) with neither answers the question it follows, while that question's turn lasts; what is
+   left is "other".
 4. Ranking, the same for answers and "other": ``log(1 + likes + boosts + replies) + log(1 +
    distinct repliers) + topic score``; ties go to the earlier post. At most ``per_question``
    answers a question, one per author.
@@ -20,8 +23,10 @@ Pure functions: no clock, no store, no network.
 
 from __future__ import annotations
 
+import itertools
 import math
 import re
+import statistics
 from collections import defaultdict
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
@@ -50,6 +55,13 @@ _QUESTION = re.compile(
     r"(?:(?P<letter>[TQ])|(?P<word>topic|question)\s*)(?P<num>\d{1,2})(?P<sub>[a-z])?(?!\w)\s*[:.)\-–—/]?\s*",
     re.IGNORECASE,
 )
+# the same label later in a post's opening: a sentence starts with it, a separator follows it
+_LATER_QUESTION = re.compile(
+    r"(?:(?<=[.!?…])|(?<=\n))\s+(?:#\w+\s+)*"
+    r"(?:(?P<letter>[TQ])|(?P<word>topic|question)\s*)(?P<num>\d{1,2})(?P<sub>[a-z])?(?!\w)\s*[:.)\-–—/]\s*",
+    re.IGNORECASE,
+)
+OPENING = 200  # characters of a post in which a question label may sit
 # A1, A1:, A1a, T1, Q1 (participants often repeat the question's label)
 _ANSWER = re.compile(r"(?P<letter>[ATQ])(?P<num>\d{1,2})(?P<sub>[a-z])?(?!\w)\s*[:.)\-–—/]?\s*", re.IGNORECASE)
 
@@ -171,8 +183,14 @@ class _Label:
 
 
 def _question_label(text: str) -> _Label | None:
+    """The post's question label: at its start (after mentions and hashtags), or later in its opening,
+    before the question itself, where a sentence starts with one and a separator follows it
+    ("Welcome to #HITsm! T1: ..."); "a Q3 report", "wait for T1." and "T1 in 5 minutes" later on are no labels."""
     body = _LEAD.sub("", text, count=1)
     match = _QUESTION.match(body)
+    if match is None:
+        opening = body[: min(len(body), OPENING, (body.find("?") + 1) or len(body))]
+        match = _LATER_QUESTION.search(opening)
     if not match:
         return None
     letter = (match["letter"] or "T").upper()
@@ -264,7 +282,7 @@ def recap(
         rest = [p for p in rest if p.id not in {post.id for _, post in heads}]
     else:
         labels = [(post, f"{label.letter}{label.num}{label.sub}", label.rest) for post, label in asked]
-        matched = _match_answers(rest, asked, by_alias)
+        matched = _match_answers(rest, asked, by_alias, relevant if topic_scores is not None else None, end)
     questions = []
     for post, label, text in labels:
         answers = sorted((p for p in rest if matched.get(p.id) == post.id), key=rank)
@@ -309,15 +327,21 @@ def _questions(chat_posts: Sequence[Post], host: str) -> tuple[str, list[tuple[P
 
 
 def _match_answers(
-    rest: Sequence[Post], asked: Sequence[tuple[Post, _Label]], by_alias: Mapping[str, Post]
+    rest: Sequence[Post],
+    asked: Sequence[tuple[Post, _Label]],
+    by_alias: Mapping[str, Post],
+    relevant: Callable[[Post], bool] | None = None,
+    end: datetime | None = None,
 ) -> dict[str, str]:
     """Post id -> the id of the question post it answers, for every post matched (oldest first, so a
-    reply finds its parent already matched)."""
+    reply finds its parent already matched). With ``relevant`` (the filter's scores), an on-topic post
+    with no label and no thread answers the question it follows in time (see `_by_time`)."""
     by_key = {label.key: post for post, label in asked}
     by_num: dict[int, list[Post]] = defaultdict(list)
     for post, label in asked:
         by_num[label.num].append(post)
     question_ids = {post.id for post, _ in asked}
+    following = _by_time(asked, end)
     matched: dict[str, str] = {}
 
     def threaded(post: Post) -> str | None:
@@ -347,9 +371,33 @@ def _match_answers(
             before = [q for q in options if q.published <= post.published]
             found = via if via in {q.id for q in options} else (before[-1] if before else options[0]).id
         found = found or threaded(post)
+        if not found and relevant is not None and not post.in_reply_to and relevant(post):
+            found = following(post.published)
         if found:
             matched[post.id] = found
     return matched
+
+
+def _by_time(asked: Sequence[tuple[Post, _Label]], end: datetime | None) -> Callable[[datetime], str | None]:
+    """Which question a post published at a moment follows: the last asked before it, while its turn
+    lasts (until the next question; the last one's lasts as long as the typical turn, the median gap
+    between questions, or to the window's end when it was the only one). None before the first."""
+    asked_at = sorted((post.published, post.id) for post, _ in asked)
+    gaps = [(b[0] - a[0]).total_seconds() for a, b in itertools.pairwise(asked_at)]
+    last_turn = timedelta(seconds=statistics.median(gaps)) if gaps else None
+
+    def following(moment: datetime) -> str | None:
+        before = [(at, pid) for at, pid in asked_at if at <= moment]
+        if not before:
+            return None
+        at, pid = before[-1]
+        if len(before) == len(asked_at):  # after the last question
+            until = at + last_turn if last_turn is not None else end
+            if until is not None and moment >= until:
+                return None
+        return pid
+
+    return following
 
 
 def _slices(

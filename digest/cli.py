@@ -12,7 +12,7 @@ import os
 import sys
 import webbrowser
 from collections import Counter
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from datetime import datetime
 from pathlib import Path
@@ -57,6 +57,7 @@ class _Group(click.Group):
 
 
 _JSON = "digest.json"
+_COMPLETE = "_DIGEST_COMPLETE"  # click's shell completion variable for a program called digest
 
 
 def _json_flag(what: str) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
@@ -69,8 +70,9 @@ def _print_json(value: Any) -> None:
 
 
 class _State:
-    def __init__(self, config_path: str | None) -> None:
+    def __init__(self, config_path: str | None, verbose: int = 0) -> None:
         self.config_path = config_path
+        self.verbose = verbose
 
     def settings(self) -> config_mod.Settings:
         return config_mod.load(self.config_path)
@@ -84,9 +86,15 @@ class _State:
     type=click.Path(dir_okay=False),
     help="The configuration file (default ./feeds.toml; also DIGEST_CONFIG).",
 )
+@click.option(
+    "-v",
+    "--verbose",
+    count=True,
+    help="Log what digest does on stderr: -v each step and source (INFO), -vv every request too (DEBUG).",
+)
 @click.version_option(__version__, prog_name="digest")
 @click.pass_context
-def cli(ctx: click.Context, config_path: str | None) -> None:
+def cli(ctx: click.Context, config_path: str | None, verbose: int) -> None:
     """digest reads the accounts, hashtags and feeds you follow, keeps what is on topic
     and mails a weekly digest.
 
@@ -97,8 +105,66 @@ def cli(ctx: click.Context, config_path: str | None) -> None:
       digest filter                     keep what is on topic, record why
       digest topics show                what was kept and dropped
       digest --config other.toml collect --json
+      digest -v collect                 the same, saying what each source did
+
+    Shell completion (bash, zsh, fish): see `digest init --help`.
     """
-    ctx.obj = _State(config_path)
+    ctx.obj = _State(config_path, verbose)
+    if verbose:
+        _log_to_stderr(verbose)
+
+
+def _log_to_stderr(verbose: int) -> None:
+    """``-v``: digest's INFO lines on stderr (an HTTP client's line per request only with ``-vv``)."""
+    import logging
+
+    level = logging.DEBUG if verbose > 1 else logging.INFO
+    logging.basicConfig(level=level, format="%(asctime)s %(levelname)s %(name)s: %(message)s", stream=sys.stderr)
+    logging.getLogger("httpx").setLevel(logging.INFO if verbose > 1 else logging.WARNING)
+    logging.getLogger("httpcore").setLevel(logging.WARNING)
+
+
+@cli.command()
+@click.option("--force", is_flag=True, help="Replace an existing file with the starter.")
+@click.option(
+    "--systemd",
+    is_flag=True,
+    help="Print systemd service and timer units for collection and the weekly run instead (writes nothing).",
+)
+@click.pass_obj
+def init(state: _State, force: bool, systemd: bool) -> None:
+    """Write a starter feeds.toml (or --config PATH), to edit and check.
+
+    The starter follows a health-IT audience (news sites, blogs, the #HITsm,
+    #HealthIT and #FHIR hashtags) with three topics: replace them with yours,
+    then `digest check`. An existing file is kept unless --force.
+
+    --systemd prints, for the existing feeds.toml, ready-to-copy units with this
+    machine's paths: digest-collect (hourly) and digest-weekly (at send_on in
+    the digest's time zone), each a service and a timer, and how to enable them.
+
+    \b
+    Shell completion (click's): add one line to your shell's start-up file:
+      bash  eval "$(_DIGEST_COMPLETE=bash_source digest)"     (~/.bashrc)
+      zsh   eval "$(_DIGEST_COMPLETE=zsh_source digest)"      (~/.zshrc)
+      fish  _DIGEST_COMPLETE=fish_source digest | source      (~/.config/fish/completions/digest.fish)
+
+    \b
+    Examples:
+      digest init && digest check
+      digest --config /srv/digest/feeds.toml init
+      digest init --systemd > digest-units.txt
+    """
+    from .starter import systemd_units, write_starter
+
+    if systemd:
+        out.print(systemd_units(state.settings()), markup=False, end="")
+        return
+    path = Path(state.config_path or os.environ.get("DIGEST_CONFIG") or config_mod.DEFAULT_PATH)
+    write_starter(path, force=force)
+    out.print(
+        f"wrote {path}: a starter to edit (sources, topics, [mail], [subscription]), then `digest check`", markup=False
+    )
 
 
 @cli.command()
@@ -108,12 +174,16 @@ def check(state: _State, as_json: bool) -> None:
     """Validate the configuration and print a short summary.
 
     A bad configuration exits with status 2 and one line per problem, naming the
-    file, line and key.
+    file, line and key. What loads but will not work as meant is a warning on
+    stderr (exit 0): a topic the filter can never match, topics named alike
+    but for case, the default From address, and no [subscription] public_url
+    (preference and unsubscribe links are then mails someone must act on).
 
     \b
     Example:
       digest --config feeds.toml check
     """
+    from .advice import warnings
     from .collect import jobs_for
     from .store import display_url
 
@@ -121,8 +191,9 @@ def check(state: _State, as_json: bool) -> None:
     jobs = jobs_for(settings)
     kinds = Counter(type(s).__name__.removesuffix("Source").lower() for s in settings.sources)
     endpoints = Counter(job.kind for job in jobs)
+    advice = warnings(settings)
     if as_json:
-        _print_json(_check_summary(settings, kinds, endpoints))
+        _print_json({**_check_summary(settings, kinds, endpoints), "warnings": advice})
         return
     out.print(f"{settings.path}: OK")
     described = ", ".join(f"{n} {kind}" for kind, n in sorted(kinds.items())) or "none"
@@ -143,6 +214,8 @@ def check(state: _State, as_json: bool) -> None:
     secrets = _secret_names(settings)
     if secrets:
         out.print(f"  secrets:     read from the environment: {', '.join(secrets)}")
+    for line in advice:
+        err.print(f"warning: {line}", markup=False)
 
 
 def _check_summary(settings: config_mod.Settings, kinds: Counter[str], endpoints: Counter[str]) -> dict[str, Any]:
@@ -1138,6 +1211,12 @@ def _ago(when: datetime | None, now: datetime) -> str:
 @click.argument("data", type=click.Path(exists=True, dir_okay=False))
 @click.option("--sweep", "run_sweep", is_flag=True, help="Sample many batches: on-topic shares and batch sizes.")
 @click.option(
+    "--feedback",
+    type=click.Path(exists=True, dir_okay=False),
+    default=None,
+    help="FEEDBACK.csv (text,label): run as if readers' signals on these posts were accepted as examples.",
+)
+@click.option(
     "--seeds",
     type=click.IntRange(1, 100),
     default=None,
@@ -1145,7 +1224,7 @@ def _ago(when: datetime | None, now: datetime) -> str:
 )
 @click.option("--json", "as_json", is_flag=True, help="Print the report as JSON.")
 @click.pass_obj
-def eval_cmd(state: _State, data: str, run_sweep: bool, seeds: int | None, as_json: bool) -> None:
+def eval_cmd(state: _State, data: str, run_sweep: bool, feedback: str | None, seeds: int | None, as_json: bool) -> None:
     """Measure the topic filter on labelled posts: DATA.csv with columns text,label.
 
     `label` is a topic name (several joined by |) or empty for off-topic. The
@@ -1161,15 +1240,21 @@ def eval_cmd(state: _State, data: str, run_sweep: bool, seeds: int | None, as_js
     dropped and on-topic posts kept under a wrong topic, the keyword baseline,
     then the cells that miss the quality targets.
 
+    With --feedback, the rows of FEEDBACK.csv (text,label) join the fit as
+    accepted readers' examples: a labelled row "more like this" under its
+    topics, an off-topic row "not for me" under every topic.
+
     \b
     Examples:
       digest --config topics.toml eval labelled.csv
+      digest --config topics.toml eval held-out.csv --feedback pressed.csv
       digest --config topics.toml eval labelled.csv --json
       digest --config topics.toml eval labelled.csv --sweep
       digest --config topics.toml eval labelled.csv --sweep --seeds 2 --json
     """
-    from .evaluate import check, evaluate, sweep
+    from .evaluate import check, evaluate, feedback_examples, sweep
     from .pipeline import noise_profile
+    from .topics import TopicSpec, with_examples
 
     if seeds is not None and not run_sweep:
         raise click.UsageError("--seeds goes with --sweep")
@@ -1178,10 +1263,14 @@ def eval_cmd(state: _State, data: str, run_sweep: bool, seeds: int | None, as_js
         raise ConfigError(f"{settings.path}: no [[topics]] configured; eval measures them")
     texts, labels = read_labelled(data)
     noise = noise_profile(settings)
+    topics: Sequence[TopicSpec] = settings.topics
+    if feedback is not None:
+        names = [t.name for t in settings.topics]
+        topics, noise = with_examples(topics, noise, feedback_examples(*read_labelled(feedback), names))
     if run_sweep:
         with _bar("sweeping", as_json) as progress:
             try:
-                report = sweep(texts, labels, settings.topics, noise=noise, seeds=seeds or 5, on_progress=progress)
+                report = sweep(texts, labels, topics, noise=noise, seeds=seeds or 5, on_progress=progress)
             except ValueError as exc:
                 raise DigestError(f"{data}: {exc}") from None
         if as_json:
@@ -1191,7 +1280,7 @@ def eval_cmd(state: _State, data: str, run_sweep: bool, seeds: int | None, as_js
                 _print_sweep(data, report, check(report))
         return
     with _busy(f"filtering {len(texts)} posts", as_json):
-        report = evaluate(texts, labels, settings.topics, noise=noise)
+        report = evaluate(texts, labels, topics, noise=noise)
     if as_json:
         out.print_json(json.dumps(report))
         return
@@ -1364,6 +1453,8 @@ def serve(
 
     settings = state.settings()
     secret_of(settings)
+    if state.verbose:  # the global -v/-vv wins over --log-level
+        log_level = "debug" if state.verbose > 1 else "info"
     if log_level.lower() != "debug":  # one line per fetch only when debugging
         logging.getLogger("httpx").setLevel(logging.WARNING)
     with Store.open(settings.database_url) as store:
@@ -1600,6 +1691,11 @@ def main(argv: list[str] | None = None) -> None:
     """Entry point: run the CLI; every failure becomes one line on stderr (and, for a ``--json``
     command, ``{"error": ...}`` on stdout) and an exit status. No traceback reaches a user unless
     ``DIGEST_DEBUG=1`` asks for it."""
+    instruction = os.environ.get(_COMPLETE)
+    if instruction:  # the shell asking for completions (see `digest init --help`), as click's own main does
+        from click.shell_completion import shell_complete
+
+        sys.exit(shell_complete(cli, {}, "digest", _COMPLETE, instruction))
     meta: dict[str, Any] = {}
     try:
         with cli.make_context("digest", list(sys.argv[1:] if argv is None else argv)) as ctx:

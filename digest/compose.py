@@ -12,8 +12,9 @@ import html as htmllib
 import logging
 import re
 import traceback
+from collections import Counter, defaultdict
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from datetime import date, datetime, time, timedelta, tzinfo
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -24,11 +25,12 @@ import jinja2
 from markupsafe import Markup
 from premailer import Premailer
 
+from . import feedback
 from .clean import MAX_IMAGE_WIDTH, clean_html, is_tracker, safe_url, text_to_html
 from .errors import DigestError
-from .models import Post
+from .models import Post, Publication
 from .periods import parse_week
-from .rank import SharedLink, Story, dedupe, link_accounts, rank_section, score, shared_links, shares_of
+from .rank import SharedLink, Story, account_key, dedupe, link_accounts, rank_section, score, shared_links, shares_of
 
 if TYPE_CHECKING:
     from .chats import Recap
@@ -38,6 +40,7 @@ __all__ = [
     "Composer",
     "Counts",
     "Edition",
+    "Tuning",
     "chat_text",
     "compose_issue",
     "edition_path",
@@ -56,6 +59,7 @@ PLACEHOLDERS = {
     "preferences_url": "%%PREFERENCES_URL%%",
     "unsubscribe_url": "%%UNSUBSCRIBE_URL%%",
 }
+_RAISED = 1e6  # added to the ranking score of a post a reader asked "more like this" of: it leads its section
 _PLACEHOLDER = re.compile("|".join(re.escape(token) for token in PLACEHOLDERS.values()))
 _DAYS = ("Mon", "Tue", "Wed", "Thu", "Fri", "Sat", "Sun")
 _MONTHS = (
@@ -119,6 +123,23 @@ class Card:
     boosted_by: tuple[str, ...]
     also: tuple[tuple[str, str], ...]  # (label, url) of cross-posts elsewhere
     engagement: tuple[str, ...]  # "120 likes", "40 boosts", "12 replies"
+    post_id: str = ""  # a topic section's card carries its readers' feedback links (`feedback.slots`)
+
+
+@dataclass(frozen=True, slots=True)
+class Tuning:
+    """One reader's own signals applied to an edition (`feedback.adjust`): posts hidden, posts raised."""
+
+    hide: frozenset[str] = frozenset()
+    boost: frozenset[str] = frozenset()
+
+    def __bool__(self) -> bool:
+        return bool(self.hide or self.boost)
+
+    def path(self, week: str, selection: Sequence[str]) -> str:
+        """Where a tuned edition is stored: apart from the archive's ``editions/`` (it is one reader's)."""
+        key = "\x1f".join([*selection, "|", *sorted(self.hide), "|", *sorted(self.boost)])
+        return f"readers/{week}/{hashlib.sha256(key.encode()).hexdigest()[:20]}"
 
 
 @dataclass(frozen=True, slots=True)
@@ -344,6 +365,7 @@ class Composer:
         per_author: int = 3,
         per_source: int = 5,
         chats: Sequence[Recap] = (),
+        publications: Mapping[str, Publication] | None = None,
     ) -> None:
         self.title, self.week, self.now = title, week, now
         self.zone = _zone(timezone)
@@ -360,6 +382,8 @@ class Composer:
         # chat recaps go to every reader; what they show is neither repeated in the topic sections
         # nor counted as left out
         self.chats = tuple(r for r in chats if not r.empty)
+        # one name per author and per feed on every card (``publications``: by source key)
+        self.names = Names.of(posts, publications)
         self.in_chats: frozenset[str] = frozenset().union(*(r.shown for r in self.chats))
         # 2. the week's numbers and who shared which link, the same for every selection
         self.in_recap = {s.post.id for s in self.stories if s.ids & self.in_chats}
@@ -370,21 +394,22 @@ class Composer:
         self.shares = {s.post.id: shares_of(s, self.link_accounts) for s in on_topic}
         self._chat_views: list[ChatView] | None = None
         self._cards: dict[str, Card] = {}
-        self._editions: dict[tuple[str, ...], Edition | None] = {}
+        self._editions: dict[tuple[tuple[str, ...], Tuning], Edition | None] = {}
 
-    def edition(self, topics: Sequence[str]) -> Edition | None:
-        """The edition for one topic selection (cached), or None for an empty week unless ``quiet_week``."""
-        key = self._selection(topics)
+    def edition(self, topics: Sequence[str], tuning: Tuning = Tuning()) -> Edition | None:
+        """The edition for one topic selection (cached), or None for an empty week unless ``quiet_week``;
+        with a reader's ``tuning``, that reader's own copy (stored under `Tuning.path`)."""
+        key = (self._selection(topics), tuning)
         if key not in self._editions:
-            self._editions[key] = self._compose(key)
+            self._editions[key] = self._compose(*key)
         return self._editions[key]
 
     def _selection(self, topics: Sequence[str]) -> tuple[str, ...]:
         return selection(topics, self.topics)
 
-    def _compose(self, selection: tuple[str, ...]) -> Edition | None:
+    def _compose(self, selection: tuple[str, ...], tuning: Tuning) -> Edition | None:
         # 3. each story goes to the selected topic it scores best under, then sections are ranked
-        sections = self._sections(selection)
+        sections = self._sections(selection, tuning)
         quiet = not any(s.cards for s in sections) and not self.chats
         if quiet and not self.quiet_week:
             return None
@@ -395,7 +420,8 @@ class Composer:
         context = self._context(selection, sections, shared, quiet, path)
         html = inline_css(self._render("edition.html", context))
         text = self._render("edition.txt", context)
-        return Edition(self.week, str(context["subject"]), html, text, selection, path)
+        stored = tuning.path(self.week, selection) if tuning else path
+        return Edition(self.week, str(context["subject"]), html, text, selection, stored)
 
     def _render(self, name: str, context: Mapping[str, object]) -> str:
         """Render one template; a broken template (a user's override, say) becomes a `DigestError` naming
@@ -429,11 +455,14 @@ class Composer:
                 by_topic[best].append(story)
         return by_topic
 
-    def _sections(self, selection: tuple[str, ...]) -> list[Section]:
+    def _sections(self, selection: tuple[str, ...], tuning: Tuning) -> list[Section]:
         sections = []
-        for topic, stories in self.assign(selection).items():
+        for topic, assigned in self.assign(selection).items():
+            stories = [s for s in assigned if s.post.id not in tuning.hide]
             scores = {
-                s.post.id: score(s.post, self.kept[s.post.id][topic], self.shares[s.post.id], self.now) for s in stories
+                s.post.id: score(s.post, self.kept[s.post.id][topic], self.shares[s.post.id], self.now)
+                + (_RAISED if s.post.id in tuning.boost else 0.0)
+                for s in stories
             }
             ranked = rank_section(stories, scores, **self.limits)
             sections.append(Section(topic, tuple(self._card(s) for s in ranked), len(stories)))
@@ -441,14 +470,14 @@ class Composer:
 
     def _card(self, story: Story) -> Card:
         if story.post.id not in self._cards:
-            self._cards[story.post.id] = _make_card(story, self.zone)
+            self._cards[story.post.id] = _make_card(story, self.zone, self.names)
         return self._cards[story.post.id]
 
     def _chats(self) -> list[ChatView]:
         """The chat recaps' views, built once: every selection shows the same ones."""
         if self._chat_views is None:
             stories = {s.post.id: s for s in self.stories}
-            self._chat_views = [_chat_view(r, self.zone, stories) for r in self.chats]
+            self._chat_views = [_chat_view(r, self.zone, stories, self.names) for r in self.chats]
         return self._chat_views
 
     def _link_view(self, shared: SharedLink) -> LinkView:
@@ -482,6 +511,8 @@ class Composer:
             "left_out": counts.left_out,
             "left_out_url": f"{self.public_url}/editions/{self.week}/left-out" if self.public_url else "",
             "web_url": f"{self.public_url}/{path}" if self.public_url else "",
+            "feedback": bool(self.public_url),
+            "feedback_slots": lambda post_id, topic: {k: _Slot(v) for k, v in feedback.slots(post_id, topic).items()},
             **{name: _Slot(token) for name, token in PLACEHOLDERS.items()},
         }
 
@@ -518,7 +549,8 @@ def compose_issue(
 
 
 def personalize(edition: Edition, *, unsubscribe_url: str, preferences_url: str, name: str = "") -> Edition:
-    """A subscriber's copy: the placeholders filled in (escaped for the HTML part), nothing re-rendered."""
+    """A copy with no reader's feedback links (the archive, a preview): the placeholders filled in (escaped for
+    the HTML part), nothing re-rendered."""
     greeting = f"Hi {name.strip()}," if name.strip() else "Hello,"
     text_values = {
         PLACEHOLDERS["greeting"]: greeting,
@@ -528,8 +560,8 @@ def personalize(edition: Edition, *, unsubscribe_url: str, preferences_url: str,
     html_values = {token: htmllib.escape(value) for token, value in text_values.items()}
     return replace(
         edition,
-        html=_PLACEHOLDER.sub(lambda m: html_values[m.group(0)], edition.html),
-        text=_PLACEHOLDER.sub(lambda m: text_values[m.group(0)], edition.text),
+        html=feedback.strip(_PLACEHOLDER.sub(lambda m: html_values[m.group(0)], edition.html)),
+        text=feedback.strip(_PLACEHOLDER.sub(lambda m: text_values[m.group(0)], edition.text)),
     )
 
 
@@ -563,12 +595,14 @@ def _contents(
     return entries + ([("Most shared links", len(shared))] if shared else [])
 
 
-def _chat_view(recap: Recap, zone: tzinfo, stories: Mapping[str, Story] | None = None) -> ChatView:
+def _chat_view(
+    recap: Recap, zone: tzinfo, stories: Mapping[str, Story] | None = None, names: Names | None = None
+) -> ChatView:
     """A recap ready to print: times in ``zone``, every post a sanitized `Card`."""
     known = stories or {}
 
     def card(post: Post) -> Card:
-        return _make_card(known.get(post.id) or Story(post), zone)
+        return _make_card(known.get(post.id) or Story(post), zone, names)
 
     start, end = recap.start.astimezone(zone), recap.end.astimezone(zone)
     questions = tuple(
@@ -596,8 +630,56 @@ def _plural(count: int, word: str) -> str:
     return f"{count:,} {word}{'' if count == 1 else 's'}"
 
 
-def _make_card(story: Story, zone: tzinfo) -> Card:
+@dataclass(frozen=True, slots=True)
+class Names:
+    """What a card calls a post's author and its publication: one name per account (its display name
+    where any of its posts gave one, so "Sam Reyes" is not also "fhirdev"), and a feed's name
+    (feeds.toml's ``name``, else the feed's own title) rather than the host of its links."""
+
+    publications: Mapping[str, Publication] = field(default_factory=dict)  # by source key
+    authors: Mapping[str, str] = field(default_factory=dict)  # account_key -> display name
+
+    @classmethod
+    def of(cls, posts: Iterable[Post], publications: Mapping[str, Publication] | None = None) -> Names:
+        """The names of ``posts``' accounts: each account's most used display name that is more than its
+        handle (the earliest on a tie)."""
+        seen: dict[str, Counter[str]] = defaultdict(Counter)
+        for post in sorted(posts, key=lambda p: (p.published, p.id)):
+            name = post.author.name.strip()
+            if name and not _just_handle(name, post.author.handle):
+                seen[account_key(post)][name] += 1
+        authors = {key: names.most_common(1)[0][0] for key, names in seen.items()}
+        return cls(dict(publications or {}), authors)
+
+    def author(self, post: Post) -> str:
+        """The account's one name; a feed's post with no author of its own (or the feed's title as its
+        author) is the publication's."""
+        feed = self.publications.get(post.source)
+        if feed and post.author.name.strip() in ("", feed.title) and not post.author.handle:
+            return feed.name
+        return self.authors.get(account_key(post)) or post.author.name or post.author.handle or self.via(post)
+
+    def via(self, post: Post) -> str:
+        """The network of a social post ("Mastodon", "Bluesky"), else the feed's name, else its host."""
+        host = _host(post.url)
+        if host == "bsky.app" or post.source.startswith("bluesky:"):
+            return "Bluesky"
+        if post.source.startswith(("mastodon:", "hashtag:")):
+            return "Mastodon"
+        feed = self.publications.get(post.source)
+        return feed.name if feed else host
+
+
+def _just_handle(name: str, handle: str) -> bool:
+    """Whether a display name says no more than the handle (``fhirdev`` for ``@fhirdev@server``)."""
+    bare = handle.strip().lstrip("@").lower()
+    return name.lower().lstrip("@") in {bare, bare.split("@", 1)[0]}
+
+
+def _make_card(story: Story, zone: tzinfo, names: Names | None = None) -> Card:
     post = story.post
+    names = names or Names()
+    author = names.author(post)
     local = post.published.astimezone(zone)
     sensitive = any(p.sensitive for p in story.posts)
     warning = post.content_warning or ("the author marked this post's media as sensitive" if sensitive else "")
@@ -605,14 +687,14 @@ def _make_card(story: Story, zone: tzinfo) -> Card:
     if cleaned is None or not cleaned.html:
         cleaned = clean_html(text_to_html(post.text), post.url, limit=BODY_LIMIT)
     return Card(
-        author_name=post.author.name or post.author.handle or _host(post.url),
-        author_handle=post.author.handle if post.author.handle != post.author.name else "",
+        author_name=author,
+        author_handle=post.author.handle if post.author.handle != author else "",
         author_url=safe_url(post.author.url),
         url=safe_url(post.url),
         title=post.title,
         time_label=_time_label(local),
         time_iso=local.isoformat(),
-        via=_via(post),
+        via="" if names.via(post) == author else names.via(post),  # "STAT", not "STAT · ... · STAT"
         body=Markup("") if warning else Markup(cleaned.html),
         text="" if warning else _excerpt(post.text, BODY_LIMIT),
         cut=cleaned.cut and not warning,
@@ -622,8 +704,9 @@ def _make_card(story: Story, zone: tzinfo) -> Card:
         warning=warning,
         warning_label="Content warning" if post.content_warning else "Sensitive media",
         boosted_by=story.boosted_by,
-        also=_also(story),
+        also=_also(story, names),
         engagement=_engagement(post),
+        post_id=post.id,
     )
 
 
@@ -655,26 +738,17 @@ def _attachments(post: Post) -> tuple[tuple[str, str], ...]:
     return tuple(found[:MAX_IMAGES])
 
 
-def _also(story: Story) -> tuple[tuple[str, str], ...]:
+def _also(story: Story, names: Names) -> tuple[tuple[str, str], ...]:
     """Where else the same post was published (a cross-post), by network, once each."""
-    seen = {_via(story.post) or _host(story.post.url)}
+    seen = {names.via(story.post)}
     found = []
     for copy in story.copies:
-        label = _via(copy) or _host(copy.url)
+        label = names.via(copy)
         url = safe_url(copy.url)
         if not copy.is_boost and url and url != story.post.url and label not in seen:
             seen.add(label)
             found.append((f"Also on {label}", url))
     return tuple(found)
-
-
-def _via(post: Post) -> str:
-    host = _host(post.url)
-    if host == "bsky.app" or post.source.startswith("bluesky:"):
-        return "Bluesky"
-    if post.source.startswith(("mastodon:", "hashtag:")):
-        return "Mastodon"
-    return host
 
 
 def _host(url: str) -> str:

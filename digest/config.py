@@ -288,6 +288,11 @@ class FeedSource(_Model):
 
     _url = field_validator("feed")(classmethod(lambda cls, v: _http_url(v)))
 
+    @property
+    def key(self) -> str:
+        """The endpoint's key in the store (``feed:URL``)."""
+        return f"feed:{self.feed}"
+
 
 class MastodonSource(_Model):
     """A Mastodon account, ``@user@server``."""
@@ -371,6 +376,12 @@ class Topic(_Model):
     examples: tuple[str, ...] = Field((), description="Optional on-topic example posts, a sentence each.")
     exclude: tuple[str, ...] = Field((), description="Optional words or example posts that are noise for this topic.")
     threshold: float | None = Field(None, gt=0, lt=1, description="Optional override of the filter's own threshold.")
+    accept_after: int | None = Field(
+        None,
+        ge=2,
+        description="Optional: readers' signals on a post become the topic's examples once this many distinct "
+        "readers agree (at least 2; off by default: the curator accepts them).",
+    )
 
 
 class ChatSettings(_Model):
@@ -573,8 +584,8 @@ def load(path: str | os.PathLike[str] | None = None) -> Settings:
         text = path.read_text(encoding="utf-8")
     except FileNotFoundError:
         raise ConfigError(
-            f"{path}: not found; copy the example feeds.toml from the digest repository "
-            "(see README), or point --config / DIGEST_CONFIG at your file"
+            f"{path}: not found; `digest init` writes a starter one there, "
+            "or point --config / DIGEST_CONFIG at your file"
         ) from None
     except (OSError, UnicodeDecodeError) as exc:
         raise ConfigError(f"{path}: cannot be read: {exc}") from None

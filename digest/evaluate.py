@@ -11,7 +11,7 @@ from typing import Any
 
 import numpy as np
 
-from .topics import DEFAULT_NOISE, NoiseProfile, TopicFilter, TopicSpec, keyword_matches
+from .topics import DEFAULT_NOISE, Example, NoiseProfile, TopicFilter, TopicSpec, keyword_matches
 
 __all__ = [
     "DEFAULT_SHARES",
@@ -22,6 +22,7 @@ __all__ = [
     "cell_size",
     "check",
     "evaluate",
+    "feedback_examples",
     "sample_rows",
     "score",
     "sweep",
@@ -143,6 +144,16 @@ def evaluate(
         "wrong_topic": ours["wrong_topic"],
         "keyword_baseline": baseline,
     }
+
+
+def feedback_examples(texts: Sequence[str], labels: Sequence[Collection[str]], names: Sequence[str]) -> list[Example]:
+    """Labelled rows as the examples readers' buttons would give once accepted: a row labelled with topics is
+    "more like this" under each; an off-topic row is "not for me" under every topic (`digest eval --feedback`)."""
+    examples: list[Example] = []
+    for text, label in zip(texts, labels, strict=True):
+        examples += [Example(text, t, True) for t in names if t in label] if label else []
+        examples += [] if label else [Example(text, t, False) for t in names]
+    return examples
 
 
 # --- the sweep -----------------------------------------------------------------------------------------------

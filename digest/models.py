@@ -91,6 +91,15 @@ class Post:
         return "\n".join(p for p in parts if p)
 
 
+@dataclass(frozen=True, slots=True)
+class Publication:
+    """A feed as its readers know it: ``name`` (feeds.toml's, else the feed's own title) and the feed's
+    own ``title`` (which a feed with no author gives its posts as their author)."""
+
+    name: str
+    title: str = ""
+
+
 @dataclass(slots=True)
 class SourceState:
     """What the store remembers about one fetched endpoint between runs.
@@ -115,6 +124,7 @@ class SourceState:
     gap_possible: bool = False
     note: str = ""
     body_hash: str = ""  # of the last feed body read: the same body again is not parsed again
+    title: str = ""  # the feed's own title, as last read: the publication's name on cards when feeds.toml gives none
 
 
 @dataclass(frozen=True, slots=True)

@@ -8,20 +8,21 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from datetime import datetime
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from .config import Settings
 from .errors import DigestError
-from .models import Post, Recipient
+from .models import Post, Publication, Recipient
 from .periods import Period, in_progress, last_completed
 from .store import FilterRun, Store
 
 if TYPE_CHECKING:
     from .chats import Recap
     from .compose import Composer
-    from .topics import Explanation, NoiseProfile
+    from .feedback import Signal
+    from .topics import Explanation, NoiseProfile, TopicSpec
 
 __all__ = [
     "chat_recaps",
@@ -31,7 +32,10 @@ __all__ = [
     "last_chat_recap",
     "noise_profile",
     "prepare_editions",
+    "publication_names",
+    "readers_editions",
     "run_filter",
+    "taught_topics",
 ]
 
 
@@ -42,6 +46,34 @@ def noise_profile(settings: Settings) -> NoiseProfile:
     n = settings.noise
     keywords = n.keywords if n.replace else DEFAULT_NOISE.keywords + n.keywords
     return NoiseProfile(n.description or DEFAULT_NOISE.description, tuple(dict.fromkeys(keywords)))
+
+
+def taught_topics(settings: Settings, store: Store) -> tuple[tuple[TopicSpec, ...], NoiseProfile]:
+    """The configured topics and noise profile with the examples accepted from readers' signals folded in
+    (`topics.with_examples`): what every filter run and every explanation fits."""
+    from .topics import Example, with_examples
+
+    accepted = [Example(e["text"], e["topic"], bool(e["label"])) for e in store.examples()]
+    return with_examples(settings.topics, noise_profile(settings), accepted)
+
+
+def accept_agreed(settings: Settings, store: Store, now: datetime) -> int:
+    """Accept the signals enough distinct readers agree on, for the topics that allow it (``accept_after``;
+    off by default); returns how many posts became examples."""
+    from .feedback import agreed, tally
+
+    after = {t.name: t.accept_after for t in settings.topics if t.accept_after}
+    if not after:
+        return 0
+    accepted = {(e["topic"], e["post_id"]): bool(e["label"]) for e in store.examples()}
+    items = []
+    for t in tally(store.signals(), accepted):
+        label = agreed(t, after.get(t.topic)) if t.accepted is None else None
+        if label is not None:
+            items.append((t.topic, t.post_id, t.text, label))
+    if items:
+        store.accept_examples(items, "readers", now)
+    return len(items)
 
 
 def run_filter(
@@ -60,9 +92,9 @@ def _filter(
 
     if not settings.topics:
         raise DigestError(f"{settings.path}: no [[topics]] configured; the filter needs at least one")
-    decisions = (
-        TopicFilter(settings.topics, noise=noise_profile(settings)).fit([p.document() for p in posts]).decisions()
-    )
+    accept_agreed(settings, store, now)
+    specs, noise = taught_topics(settings, store)
+    decisions = TopicFilter(specs, noise=noise).fit([p.document() for p in posts]).decisions()
     names = tuple(t.name for t in settings.topics)
     verdicts = list(zip((p.id for p in posts), decisions, strict=True))
     run_id = store.save_filter_run(now, since, until, names, verdicts)
@@ -86,8 +118,9 @@ def explain_post(settings: Settings, store: Store, id_or_url: str, top: int = 8)
         )
     posts = {p.id: p for p in store.posts(run.since, run.until)}
     batch = [posts[pid] for pid in ids if pid in posts]
-    specs = [t for t in settings.topics if t.name in run.topics]
-    fitted = TopicFilter(specs, noise=noise_profile(settings)).fit([p.document() for p in batch])
+    taught, noise = taught_topics(settings, store)
+    specs = [t for t in taught if t.name in run.topics]
+    fitted = TopicFilter(specs, noise=noise).fit([p.document() for p in batch])
     return post, fitted.explain([p.id for p in batch].index(post.id), top)
 
 
@@ -126,7 +159,22 @@ def composer_from_run(
         quiet_week=settings.digest.quiet_week,
         templates_dir=settings.templates_dir,
         chats=chat_recaps(settings, store, since=run.since, until=run.until, topic_scores=best),
+        publications=publication_names(settings, store),
     )
+
+
+def publication_names(settings: Settings, store: Store) -> dict[str, Publication]:
+    """Each feed as its readers know it, by source key: feeds.toml's ``name``, else the feed's own title
+    as last collected. A feed with neither is left out (its cards show its host)."""
+    from .config import FeedSource
+
+    titles = {key: state.title for key, state in store.source_states().items() if state.title}
+    names: dict[str, Publication] = {}
+    for source in settings.sources:
+        title = titles.get(source.key, "") if isinstance(source, FeedSource) else ""
+        if isinstance(source, FeedSource) and (source.name or title):
+            names.setdefault(source.key, Publication(source.name or title, title))
+    return names
 
 
 def chat_recaps(
@@ -191,8 +239,9 @@ def prepare_editions(
     settings: Settings, store: Store, people: Sequence[Recipient], *, now: datetime, period: Period
 ) -> dict[str, str]:
     """Step 3 for sending: the week's editions for every selection these subscribers have, composed
-    once and stored (so a re-run sends the same ones). Returns each address's edition path; an
-    address whose selection has nothing this week (and no quiet-week note) is left out."""
+    once and stored (so a re-run sends the same ones), and a reader's own copy when their signals hide or
+    raise a post of the week (`readers_editions`). Returns each address's edition path; an address whose
+    selection has nothing this week (and no quiet-week note) is left out."""
     from .compose import edition_path, selection
 
     label = period.week
@@ -200,9 +249,66 @@ def prepare_editions(
     wanted = {r.email: selection([t for t in (r.topics or names) if t in names] or names, names) for r in people}
     stored = store.editions(label)
     missing = {edition_path(label, sel): sel for sel in wanted.values()}.keys() - stored.keys()
+    composer = None
     if missing:
         composer = composer_for(settings, store, now=now, period=period)
         made = [composer.edition(sel) for sel in dict.fromkeys(wanted.values())]
         store.save_editions(label, [(e.path, e.topics, e.subject, e.html, e.text) for e in made if e], now)
         stored = store.editions(label)
-    return {email: edition_path(label, sel) for email, sel in wanted.items() if edition_path(label, sel) in stored}
+    paths = {email: edition_path(label, sel) for email, sel in wanted.items() if edition_path(label, sel) in stored}
+    signals = _signals_by_reader(store, paths.keys())
+    if signals:
+        composer = composer or _stored_composer(settings, store, label, stored, now)
+        if composer is not None:
+            paths.update(readers_editions(store, composer, {e: wanted[e] for e in signals}, signals, now))
+    return paths
+
+
+def _signals_by_reader(store: Store, emails: Iterable[str]) -> dict[str, list[Signal]]:
+    mine: dict[str, list[Signal]] = {}
+    wanted = set(emails)
+    for signal in store.signals():
+        if signal.email in wanted:
+            mine.setdefault(signal.email, []).append(signal)
+    return mine
+
+
+def _stored_composer(
+    settings: Settings, store: Store, week: str, stored: dict[str, dict[str, Any]], now: datetime
+) -> Composer | None:
+    """The composer of a week whose editions are stored: from the filter run they were composed from."""
+    if not stored:
+        return None
+    composed = min(e["created_at"] for e in stored.values())
+    run = store.last_filter_run(at_or_before=composed)
+    return composer_from_run(settings, store, run, week=week, now=now) if run is not None else None
+
+
+def readers_editions(
+    store: Store,
+    composer: Composer,
+    selections: dict[str, tuple[str, ...]],
+    signals: dict[str, list[Signal]],
+    now: datetime,
+) -> dict[str, str]:
+    """Each reader's own copy where their signals hide or raise one of the week's posts (`feedback.Likeness`),
+    composed and stored under `compose.Tuning.path`; returns those readers' paths."""
+    from .compose import Tuning
+    from .feedback import Likeness
+    from .rank import account_key
+
+    likeness = Likeness([s.post for s in composer.stories if composer.kept[s.post.id]], account_key)
+    paths: dict[str, str] = {}
+    made = []
+    for email, sel in selections.items():
+        tuning = Tuning(*likeness.adjust(signals[email]))
+        if not tuning:
+            continue
+        edition = composer.edition(sel, tuning)
+        if edition is not None:
+            made.append(edition)
+            paths[email] = edition.path
+    if made:
+        week = made[0].week
+        store.save_editions(week, [(e.path, e.topics, e.subject, e.html, e.text) for e in dict.fromkeys(made)], now)
+    return paths

@@ -40,7 +40,7 @@ from .config import BlueskySource, FeedSource, HashtagSource, MastodonSource, Se
 from .errors import ConfigError, FetchError, PermanentFetchError, SourceError, one_line
 from .models import SourceState
 from .opml import OpmlFeed, OpmlGroup, read_opml, write_opml
-from .store import Store
+from .store import Store, database_exists
 from .textnorm import strip_invisible
 
 __all__ = [
@@ -386,7 +386,7 @@ def _run(settings: Settings, now: datetime, work: Callable[[Context], Awaitable[
         return await asyncio.to_thread(parse_feed, body, url, source, content_type, now)
 
     async def main() -> _T:
-        async with Fetcher(checking.collect) as fetcher:
+        async with Fetcher(checking.collect, contact=checking.subscription.public_url) as fetcher:
             window = now - timedelta(days=checking.digest.window_days)
             return await work(Context(fetcher, checking, now, window, parse))
 
@@ -994,7 +994,7 @@ def source_status(settings: Settings, store: Store | None, *, now: datetime) -> 
 def status_of(settings: Settings, *, now: datetime) -> list[SourceStatus]:
     """`source_status` over the configured store, without creating a database that is not there yet."""
     url = settings.database_url
-    if url.startswith("sqlite:///") and not Path(url.removeprefix("sqlite:///")).exists():
+    if not database_exists(url):
         return source_status(settings, None, now=now)
     with Store.open(url, read_only=True) as store:
         return source_status(settings, store, now=now)

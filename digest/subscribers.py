@@ -40,7 +40,7 @@ from .delivery import links_for
 from .errors import ConfigError, DigestError, UsageError
 from .mail import Messenger, messenger_for, sender_domain
 from .models import Recipient
-from .store import Store
+from .store import Store, database_exists
 from .tokens import make_token, read_token
 
 __all__ = [
@@ -458,7 +458,7 @@ def export_csv(settings: Settings, store: Store, path: str | Path, *, now: datet
 def counts(settings: Settings) -> dict[str, int] | None:
     """Subscribers by state in the store, or None when there is no store yet (nothing is created)."""
     url = settings.database_url
-    if url.startswith("sqlite:///") and not Path(url.removeprefix("sqlite:///")).exists():
+    if not database_exists(url):
         return None
     with Store.open(url, read_only=True) as store:
         return store.subscriber_counts()

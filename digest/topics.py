@@ -27,6 +27,7 @@ __all__ = [
     "DEFAULT_NOISE",
     "DEFAULT_THRESHOLD",
     "Decision",
+    "Example",
     "Explanation",
     "NoiseProfile",
     "TopicFilter",
@@ -35,6 +36,7 @@ __all__ = [
     "explain",
     "keyword_matches",
     "normalize",
+    "with_examples",
 ]
 
 DEFAULT_THRESHOLD = 0.5  # on a calibrated probability: keep a post when it is more likely on-topic than not
@@ -665,3 +667,59 @@ def keyword_matches(docs: Sequence[str], topics: Sequence[TopicSpec]) -> np.ndar
     batch = _Batch(normalize_many(list(docs)))
     cols = [batch.evidence(_dedupe(spec.keywords)).any(axis=1) for spec in topics]
     return np.column_stack(cols) if cols else np.zeros((len(batch.docs), 0), dtype=bool)
+
+
+# --- readers' feedback, accepted by the curator ----------------------------------------------------------
+
+
+_FEEDBACK_WEIGHT = 10  # an accepted example against a curator line; 4 and 25 gained less on dev and multi-dev
+
+
+@dataclass(frozen=True, slots=True)
+class Example:
+    """A labelled post accepted from readers' feedback: ``text`` is about ``topic`` (``label`` True: "more like
+    this") or is not (False: "not for me")."""
+
+    text: str
+    topic: str
+    label: bool
+
+
+@dataclass(slots=True)  # not frozen: `TopicSpec` declares plain attributes
+class _Taught:
+    """A topic with readers' accepted examples added to its own (satisfies `TopicSpec`)."""
+
+    name: str
+    description: str
+    keywords: tuple[str, ...]
+    examples: tuple[str, ...]
+    exclude: tuple[str, ...]
+    threshold: float | None
+
+
+def with_examples(
+    topics: Sequence[TopicSpec], noise: NoiseProfile, examples: Iterable[Example]
+) -> tuple[tuple[TopicSpec, ...], NoiseProfile]:
+    """The topics and noise profile with accepted examples folded in, for `TopicFilter`: the one way feedback
+    reaches the fit. An example for a topic is one of its example posts; an example against a topic is chatter
+    (the filter learns it as what a topic is not, like the noise profile's examples). Unknown topics are ignored.
+
+    Each accepted post is listed `_FEEDBACK_WEIGHT` times, so it weighs as much as that many curator lines (a
+    line's weight being how often it is listed): a real post a curator accepted says more than one keyword.
+    """
+    names = {t.name for t in topics}
+    chosen = [e for e in examples if e.topic in names and e.text.strip()]
+    more: dict[str, list[str]] = defaultdict(list)
+    for e in chosen:
+        if e.label:
+            more[e.topic] += [e.text] * _FEEDBACK_WEIGHT
+    against = tuple(
+        text for text in dict.fromkeys(e.text for e in chosen if not e.label) for _ in range(_FEEDBACK_WEIGHT)
+    )
+    taught = tuple(
+        _Taught(t.name, t.description, t.keywords, (*t.examples, *more[t.name]), t.exclude, t.threshold)
+        if more[t.name]
+        else t
+        for t in topics
+    )
+    return taught, NoiseProfile(noise.description, noise.keywords, (*noise.examples, *against))

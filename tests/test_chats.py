@@ -129,9 +129,11 @@ def test_host_questions_in_order_with_the_best_answers_under_each() -> None:
         # a bare A3 goes where its thread says, else to the latest sub-question asked before it
         "T3a": ["alice-a3a", "jon-a3-threaded"],
         "T3b": ["bob-a3b", "mia-a3"],
-        "Q4": ["karl-a4", "mia-a4"],
+        # "A1c" is a lab value, not a label: gus's post answers Q4 by following it in time
+        "Q4": ["karl-a4", "mia-a4", "gus-a1c"],
     }
-    assert chat.keys(made.other) == ["priya-slides", "gus-a1c", "dana-intro"]  # "A1c" is a lab value, not a label
+    # before the first question, and after the last question's turn (the median gap, 10 minutes)
+    assert chat.keys(made.other) == ["priya-slides", "dana-intro"]
     assert made.participants == 11
     assert made.thread_url == "https://mastodon.social/tags/HITsm"
     assert (made.start, made.end) == WINDOW
@@ -174,6 +176,83 @@ def test_distinct_repliers_lift_an_answer() -> None:
     kim = chat.posts["kim-reply-t2"]
     chat.posts["kim-reply-t2"] = replace(kim, engagement=Engagement(0, 0, 11))
     assert answers(chat, chat.recap())["T2"][:3] == ["priya-a2", "gus-a2", "kim-reply-t2"]
+
+
+# -- recap(): a Bluesky host who welcomes first, answers by label, thread and time ----------------
+
+
+def bluesky_chat() -> tuple[config.ChatSettings, dict[str, Post], dict[str, float]]:
+    """A chat hosted on Bluesky: the host's label sits after a welcome, answers come labelled, as
+    replies (by AT URI) and unlabelled right after a question; scores as the filter would give."""
+    settings = config.ChatSettings(hashtag="HITsm", host="hitsm.bsky.social", when="friday 12:00", duration="1h")
+    rows = [
+        # key, handle, minute, text, reply to, topic score
+        (
+            "q1",
+            "hitsm.bsky.social",
+            2,
+            "Welcome to #HITsm! T1: which telehealth visit types are here to stay?",
+            "",
+            0.3,
+        ),
+        ("label", "nina.bsky.social", 4, "A1: audio-only follow-ups, for patients with no broadband #HITsm", "", 0.5),
+        ("reply", "kwame.bsky.social", 5, "Behavioral health by video, patients keep their appointments", "q1", 0.4),
+        ("time", "priya.bsky.social", 7, "Remote monitoring check-ins for heart failure patients #HITsm", "", 0.45),
+        ("chatter", "gus.bsky.social", 8, "grabbing a coffee before the next one #HITsm", "", 0.0),
+        (
+            "q2",
+            "hitsm.bsky.social",
+            20,
+            "Great answers, all. T2: which FHIR API do you wish every EHR had? #HITsm",
+            "",
+            0.3,
+        ),
+        ("in-turn", "sam.bsky.social", 25, "Bulk export with incremental _since, at scale #HITsm #FHIR", "", 0.5),
+        ("after-turn", "dana.bsky.social", 39, "Patient access APIs with refresh tokens that last #HITsm", "", 0.5),
+    ]
+    posts: dict[str, Post] = {}
+    scores: dict[str, float] = {}
+    for key, handle, minute, text, parent, score in rows:
+        uri = f"at://did:plc:{handle.split('.')[0]}/app.bsky.feed.post/{key}"
+        posts[key] = Post(
+            id=post_id(uri),
+            uri=uri,
+            source="bluesky-hashtag:#HITsm",
+            url=f"https://bsky.app/profile/{handle}/post/{key}",
+            published=WINDOW[0] + timedelta(minutes=minute),
+            author=Author(handle.split(".")[0].capitalize(), handle, f"https://bsky.app/profile/{handle}"),
+            text=text,
+            html=f"<p>{text}</p>",
+            tags=tuple(re.findall(r"#(\w+)", text)),
+            is_reply=bool(parent),
+            in_reply_to=posts[parent].uri if parent else "",
+        )
+        if score:
+            scores[posts[key].id] = score
+    return settings, posts, scores
+
+
+def test_a_bluesky_hosts_labels_after_a_welcome_and_answers_by_label_thread_and_time() -> None:
+    settings, posts, scores = bluesky_chat()
+    made = recap(list(posts.values()), settings, WINDOW, scores)
+    keys = {p.id: k for k, p in posts.items()}
+    assert made.mode == "host"
+    assert [(q.label, q.text) for q in made.questions] == [
+        ("T1", "which telehealth visit types are here to stay?"),
+        ("T2", "which FHIR API do you wish every EHR had?"),
+    ]
+    assert {q.label: sorted(keys[a.id] for a in q.answers) for q in made.questions} == {
+        "T1": ["label", "reply", "time"],  # the coffee follows T1 too, but the filter calls it chatter
+        "T2": ["in-turn"],  # T2's turn lasts as long as T1's (18 minutes): dana's post at 19 minutes is past it
+    }
+    assert [keys[p.id] for p in made.other] == ["after-turn"]
+    assert made.thread_url == "https://bsky.app/hashtag/HITsm"
+    # without the filter's scores nothing says what is chatter: no answer by time
+    unscored = recap(list(posts.values()), settings, WINDOW)
+    assert {q.label: sorted(keys[a.id] for a in q.answers) for q in unscored.questions} == {
+        "T1": ["label", "reply"],
+        "T2": [],
+    }
 
 
 # -- recap(): no host posts ----------------------------------------------------------------------
@@ -236,6 +315,12 @@ def test_thread_url_without_a_host_uses_the_given_server() -> None:
         ("Tuesday is the chat", None),
         ("A1: an answer", None),
         ("TEFCA passed 500", None),
+        ("Welcome to #HITsm! T1: which visit types stay?", ("T", 1, "")),
+        ("Thanks all. #HITsm Q2) who pays?", ("Q", 2, "")),
+        ("Great answers!\nT3a. and the next?", ("T", 3, "a")),
+        ("Welcome! Introduce yourself while we wait for T1.", None),  # not opening a sentence
+        ("Our Q3 numbers: up. Q3 report is out", None),  # no separator after the later label
+        ("Who is here? T1: after the question", None),  # past the question: not its label
     ],
 )
 def test_question_labels(text: str, label: tuple[str, int, str] | None) -> None:

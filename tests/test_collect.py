@@ -13,7 +13,7 @@ from httpserver import Response, TestServer
 
 from digest.collect import collect
 from digest.errors import StoreError
-from digest.store import Store
+from digest.store import SQLStore, Store
 
 FEEDS = Path(__file__).parent / "fixtures" / "feeds"
 
@@ -218,7 +218,7 @@ def test_cli_table_summary(tmp_path: Path, http_server: TestServer, capsys: pyte
 def test_a_store_that_fails_stops_the_run_with_one_error(
     tmp_path: Path, http_server: TestServer, caplog: pytest.LogCaptureFixture
 ) -> None:
-    class BrokenStore(Store):
+    class BrokenStore(SQLStore):
         def add_many(self, batches: object, *, owner: str = "") -> list[int]:
             raise StoreError("the disk is full")
 

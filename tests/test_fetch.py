@@ -10,6 +10,7 @@ import tracemalloc
 import pytest
 from httpserver import Response, TestServer
 
+from digest import __version__
 from digest.collect.fetch import Fetcher, FetchResult, parse_retry_after
 from digest.config import CollectSettings
 from digest.errors import FetchError, PermanentFetchError, TransientFetchError
@@ -40,7 +41,20 @@ def test_body_and_validators_come_back(http_server: TestServer) -> None:
     assert result.last_modified == "Sat, 21 Nov 2026 10:00:00 GMT"
     assert result.content_type == "application/rss+xml"
     user_agent = http_server.requests("/f")[0].headers["User-Agent"]
-    assert user_agent.startswith("digest/") and "+http" in user_agent
+    assert user_agent.startswith("digest/") and "pypi.org" not in user_agent  # not the unrelated PyPI "digest"
+
+
+def test_the_user_agent_names_the_deployment_reading(http_server: TestServer) -> None:
+    """A feed's owner sees who reads: the deployment's public address (`[subscription] public_url`)."""
+    http_server.route("/f", Response(b"<rss/>"))
+
+    async def go() -> None:
+        async with Fetcher(FAST, contact="https://digest.health.example") as fetcher:
+            await fetcher.get(http_server.url("/f"))
+
+    asyncio.run(go())
+    user_agent = http_server.requests("/f")[0].headers["User-Agent"]
+    assert user_agent == f"digest/{__version__} (weekly digest reader; +https://digest.health.example)"
 
 
 def test_conditional_get_answers_not_modified(http_server: TestServer) -> None:
@@ -122,7 +136,7 @@ def test_retry_after_http_date() -> None:
 def test_slow_server_times_out(http_server: TestServer) -> None:
     http_server.route("/slow", Response(b"late", delay=3))
     settings = CollectSettings(read_timeout=0.5, retries=0)
-    with pytest.raises(TransientFetchError, match="timed out"):
+    with pytest.raises(TransientFetchError, match=r"timed out \(waiting for data\)"):
         fetch(http_server.url("/slow"), settings)
 
 
@@ -179,8 +193,21 @@ def test_dead_server_is_transient() -> None:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         port = sock.getsockname()[1]
-    with pytest.raises(TransientFetchError, match="connection failed"):
+    with pytest.raises(TransientFetchError, match="connection failed") as caught:
         fetch(f"http://127.0.0.1:{port}/feed", CollectSettings(retries=0))
+    assert "timed out" not in str(caught.value)  # httpx-aiohttp's own mapping calls a refused connection a timeout
+
+
+@pytest.mark.parametrize("path", ["/not-http", "/garbage-status", "/huge-header"])
+def test_malformed_answer_is_a_transient_one_line_failure(path: str) -> None:
+    """What aiohttp refuses to read as HTTP (its transport leaves those errors unmapped) is a fetch error."""
+    from hostile import HostileServer
+
+    with HostileServer(drip=0.05) as server, pytest.raises(TransientFetchError) as caught:
+        fetch(server.url(path), CollectSettings(retries=0))
+    message = str(caught.value)
+    assert message.startswith(f"{server.url(path)}: connection failed: malformed HTTP answer: ")
+    assert "\n" not in message and len(message) < 300
 
 
 def test_per_host_limit_caps_concurrent_requests(http_server: TestServer) -> None:

@@ -72,3 +72,13 @@ def test_the_command_table_lists_exactly_the_cli_commands() -> None:
     rows = re.findall(r"^\| `digest ([a-z][a-z ]*?)(?: [A-Z][^`]*)?` \|", _section("Commands"), re.M)
     assert len(rows) == len(set(rows)), "a command has two rows"
     assert set(rows) == _commands(cli)
+
+
+def test_the_license_is_the_one_pyproject_names_and_the_readme_says_where_digest_comes_from() -> None:
+    import tomllib
+
+    project = tomllib.loads((ROOT / "pyproject.toml").read_text(encoding="utf-8"))["project"]
+    assert project["license"] == "MIT"
+    assert (ROOT / "LICENSE").read_text(encoding="utf-8").startswith("MIT License\n")
+    start = _section("Quick start (a fresh machine, Python 3.11+)")
+    assert "installed from this repository" in start and "`pip install digest` would get something else" in start

@@ -30,9 +30,9 @@ from typing import Any
 from .. import clock
 from ..config import BlueskySource, FeedSource, HashtagSource, MastodonSource, Settings
 from ..errors import FetchError, one_line
-from ..leases import this_process
 from ..models import Post, SourceState
 from ..store import SourceClaims, Store
+from ..store.leases import this_process
 from .base import Context, Job, Outcome
 from .bluesky import BlueskyAuthorJob, BlueskySearchJob
 from .feeds import FeedJob
@@ -126,8 +126,7 @@ def jobs_for(settings: Settings) -> list[Job]:
     jobs: dict[str, Job] = {}
     for source in settings.sources:
         if isinstance(source, FeedSource):
-            key = f"feed:{source.feed}"
-            jobs.setdefault(key, FeedJob(key, "feed", source.feed))
+            jobs.setdefault(source.key, FeedJob(source.key, "feed", source.feed))
         elif isinstance(source, MastodonSource):
             server = source.mastodon.rsplit("@", 1)[1]
             key = f"mastodon:{source.mastodon}"
@@ -226,7 +225,7 @@ async def _collect(
             pending[job.key] = job
     claims = _Claims(store, now, settings.collect.refetch_after)
     writer = _Writer(store, claims.owner)
-    async with Fetcher(settings.collect) as fetcher, writer, claims:
+    async with Fetcher(settings.collect, contact=settings.subscription.public_url) as fetcher, writer, claims:
         deadline = loop.time() + settings.collect.run_timeout
         ctx = Context(fetcher, settings, now, now - timedelta(days=settings.digest.window_days), parse, deadline)
         running: set[asyncio.Task[SourceResult]] = set()
@@ -392,6 +391,7 @@ async def _run_job(
         notes.append(f"taken over from {took_over}, whose run stopped before storing it")
     new = await writer.save(job.key, outcome.posts, state)
     status = "not_modified" if outcome.not_modified else "ok"
+    log.info("%s: %s, %d posts read, %d new", job.key, status.replace("_", " "), len(outcome.posts), new)
     return SourceResult(job.key, job.kind, status, len(outcome.posts), new, notes=notes)
 
 
@@ -415,6 +415,8 @@ def _apply(state: SourceState, outcome: Outcome, now: datetime) -> list[str]:
         state.cursor = outcome.cursor
     if outcome.body_hash is not None:
         state.body_hash = outcome.body_hash
+    if outcome.title:
+        state.title = outcome.title
     if outcome.moved_to and outcome.moved_to != state.url:
         state.url = outcome.moved_to
         notes.append(f"moved permanently to {outcome.moved_to}; update feeds.toml")
@@ -447,4 +449,5 @@ async def _record_failure(
     else:
         state.next_attempt = None
     await writer.save(job.key, [], state)
+    log.info("%s: failed: %s", job.key, state.last_error)
     return SourceResult(job.key, job.kind, "failed", error=state.last_error)

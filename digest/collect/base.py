@@ -44,6 +44,7 @@ class Outcome:
     complete: bool = False
     notes: list[str] = field(default_factory=list)
     body_hash: str | None = None  # the body read, hashed (None: leave the stored one)
+    title: str = ""  # the feed's own title ("": leave the stored one)
 
 
 class Job(Protocol):

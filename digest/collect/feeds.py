@@ -45,6 +45,7 @@ class FeedJob:
         if parsed.skipped.count:
             outcome.notes.append(parsed.skipped.note())
         outcome.posts = parsed.posts
+        outcome.title = parsed.title
         return outcome
 
 

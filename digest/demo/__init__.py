@@ -135,9 +135,11 @@ def serve(documents: dict[str, bytes]) -> Iterator[str]:
         server.server_close()
 
 
-def demo_config(base: str) -> str:
-    """A feeds.toml for the sample week, every source pointed at the local server."""
+def demo_config(base: str, now: datetime | None = None) -> str:
+    """A feeds.toml for the sample week, every source pointed at the local server; with ``now`` (the
+    demo's send time), its #HITsm chat as a [[chats]] at the hours before it that the sample says."""
     week = _sample()
+    chat = week["hashtag"]
     lines = [
         f'[digest]\ntitle = "{week["title"]}"\ntimezone = "UTC"\n',
         f'[collect]\nmastodon_via = "rss"\nretries = 0\n\n[collect.base_urls]\n"{HOST}" = "{base}"\n',
@@ -149,6 +151,12 @@ def demo_config(base: str) -> str:
         keywords = ", ".join(f'"{k}"' for k in topic["keywords"])
         lines.append(
             f'[[topics]]\nname = "{topic["name"]}"\ndescription = """{topic["description"]}"""\nkeywords = [{keywords}]\n'
+        )
+    if now is not None:
+        start = now - timedelta(hours=float(chat["starts"]))
+        lines.append(
+            f'[[chats]]\nhashtag = "{chat["tag"]}"\nhost = "@{chat["host"]}@{HOST}"\n'
+            f'when = "{start:%A %H:%M}"\nduration = "{chat["duration"]}"\n'
         )
     lines.append(f'[[subscribers]]\nemail = "{week["subscriber"]}"\nname = "there"\n')
     return "\n".join(lines)
@@ -185,7 +193,7 @@ def run_demo(folder: Path, *, now: datetime | None = None, say: Callable[[str], 
     path.write_text(demo_config("http://127.0.0.1"), encoding="utf-8")  # its schedule, before the server's port
     now = last_completed(config.load(path), now or clock.now()).due
     with serve(sample_feeds(now)) as base:
-        path.write_text(demo_config(base), encoding="utf-8")
+        path.write_text(demo_config(base, now), encoding="utf-8")
         settings = config.load(path)
         say(f"1. serving a sample week on {base}; config written to {path}")
         with Store.open(settings.database_url) as store:

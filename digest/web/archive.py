@@ -1,0 +1,164 @@
+"""The public archive: the sent editions (without any reader's links), the left-out posts, an Atom feed."""
+
+from __future__ import annotations
+
+import re
+from datetime import UTC
+from typing import Any
+from urllib.parse import urlsplit
+from zoneinfo import ZoneInfo
+
+from starlette.concurrency import run_in_threadpool
+from starlette.exceptions import HTTPException
+from starlette.requests import Request
+from starlette.responses import HTMLResponse, PlainTextResponse, Response
+
+from ..clean import safe_url
+from ..compose import Edition, edition_path, personalize, selection
+from .security import ARCHIVE_CSP
+from .site import Section
+
+_WEEK = re.compile(r"\d{4}-W\d{2}")
+_SLUG = re.compile(r"[a-z0-9+-]{1,100}")
+
+
+class ArchivePages(Section):
+    """``/editions`` and below, ``/feed.atom``, the stylesheet and ``/healthz``: public, cacheable."""
+
+    # -- the archive -------------------------------------------------------------------------------
+
+    async def editions(self, request: Request) -> Response:
+        weeks = await run_in_threadpool(self._weeks)
+        return self.page("editions.html", private=False, weeks=weeks)
+
+    def _weeks(self) -> list[dict[str, str]]:
+        found = []
+        for week in self.store.sent_weeks():
+            main = self._main_edition(week)
+            found.append({"week": week, "label": week, "subject": main["subject"] if main else ""})
+        return found
+
+    def _public(self, week: str) -> dict[str, dict[str, Any]]:
+        """A week's editions as the archive shows them: per topic selection, never a reader's own copy."""
+        return {path: e for path, e in self.store.editions(week).items() if path.startswith("editions/")}
+
+    def _sent(self, week: str) -> dict[str, dict[str, Any]]:
+        """A sent week's editions by path; 404 for anything else."""
+        if not _WEEK.fullmatch(week) or week not in self.store.sent_weeks():
+            raise HTTPException(404)
+        return self._public(week)
+
+    def _main_edition(self, week: str) -> dict[str, Any] | None:
+        stored = self._public(week)
+        full = edition_path(week, selection(self.topic_names, self.topic_names))
+        if full in stored:
+            return stored[full]
+        return next(iter(stored.values())) if len(stored) == 1 else None
+
+    async def week(self, request: Request) -> Response:
+        week = request.path_params["week"]
+        stored = await run_in_threadpool(self._sent, week)
+        main = await run_in_threadpool(self._main_edition, week)
+        if main is not None:
+            return self.archived(main)
+        items = [{"path": path, "topics": e["topics"]} for path, e in stored.items()]
+        return self.page("week.html", private=False, week=week, selections=items)
+
+    async def selection(self, request: Request) -> Response:
+        week, slug = request.path_params["week"], request.path_params["slug"]
+        if not _SLUG.fullmatch(slug):
+            raise HTTPException(404)
+        stored = await run_in_threadpool(self._sent, week)
+        found = stored.get(f"editions/{week}/{slug}")
+        if found is None:
+            raise HTTPException(404)
+        return self.archived(found)
+
+    def archive_copy(self, stored: dict[str, Any]) -> Edition:
+        """An edition as sent, with the reader's links pointing at the general `/manage` page."""
+        edition = Edition(
+            stored["week"], stored["subject"], stored["html"], stored["text"], tuple(stored["topics"]), stored["path"]
+        )
+        manage = f"{self.base}/manage"
+        return personalize(edition, unsubscribe_url=manage, preferences_url=manage, name="")
+
+    def archived(self, stored: dict[str, Any]) -> Response:
+        headers = {"content-security-policy": ARCHIVE_CSP, "cache-control": "public, max-age=300"}
+        return HTMLResponse(self.archive_copy(stored).html, headers=headers)
+
+    async def left_out(self, request: Request) -> Response:
+        week = request.path_params["week"]
+        posts, topics = await run_in_threadpool(self._left_out, week)
+        return self.page("left_out.html", private=False, week=week, posts=posts, topics=topics)
+
+    def _left_out(self, week: str) -> tuple[list[dict[str, str]], list[str]]:
+        stored = self._sent(week)
+        if not stored:
+            raise HTTPException(404)
+        composed = min(e["created_at"] for e in stored.values())
+        run = self.store.last_filter_run(at_or_before=composed)
+        if run is None:
+            return [], self.topic_names
+        from ..pipeline import composer_from_run
+
+        # the edition's own count (`compose.Counts.left_out`): one post seen through two feeds once,
+        # and what a chat recap shows not at all
+        composer = composer_from_run(self.settings, self.store, run, week=week, now=run.ran_at)
+        zone = ZoneInfo(self.settings.digest.timezone)
+        posts = []
+        for post in (story.post for story in composer.left_out):
+            text = " ".join((post.title or post.text).split())
+            posts.append(
+                {
+                    "author": post.author.name or post.author.handle or urlsplit(post.url).hostname or "",
+                    "when": f"{post.published.astimezone(zone):%a %d %b, %H:%M}",
+                    "text": text if len(text) <= 300 else text[:299] + "…",
+                    "url": safe_url(post.url),
+                }
+            )
+        return posts, list(run.topics)
+
+    async def feed(self, request: Request) -> Response:
+        entries = await run_in_threadpool(self._entries)
+        updated = max((e["updated"] for e in entries), default="1970-01-01T00:00:00Z")
+        body = self.env.get_template("web/feed.atom").render(
+            title=self.settings.digest.title,
+            base=self.base,
+            feed_id=f"{self.base}/feed.atom",
+            updated=updated,
+            entries=entries,
+        )
+        headers = {"cache-control": "public, max-age=300"}
+        return Response(body, media_type="application/atom+xml; charset=utf-8", headers=headers)
+
+    def _entries(self) -> list[dict[str, str]]:
+        entries = []
+        for week in self.store.sent_weeks()[:20]:
+            main = self._main_edition(week)
+            if main is None:
+                continue
+            copy = self.archive_copy(main)
+            entries.append(
+                {
+                    "subject": copy.subject,
+                    "id": f"{self.base}/editions/{week}",
+                    "url": f"{self.base}/editions/{week}",
+                    "updated": main["created_at"].astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ"),
+                    "html": _body_of(copy.html),
+                }
+            )
+        return entries
+
+    async def stylesheet(self, request: Request) -> Response:
+        source = self.env.loader.get_source(self.env, "web/web.css")[0]  # type: ignore[union-attr]
+        headers = {"cache-control": "public, max-age=3600"}
+        return Response(source, media_type="text/css; charset=utf-8", headers=headers)
+
+    async def health(self, request: Request) -> Response:
+        return PlainTextResponse("ok\n", headers={"cache-control": "no-store"})
+
+
+def _body_of(document: str) -> str:
+    """The inside of an HTML document's body (what a feed entry carries)."""
+    match = re.search(r"<body[^>]*>(.*)</body>", document, flags=re.S | re.I)
+    return match.group(1) if match else document
