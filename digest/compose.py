@@ -15,7 +15,7 @@ import traceback
 from collections import Counter, defaultdict
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
-from datetime import date, datetime, time, timedelta, tzinfo
+from datetime import datetime, timedelta, tzinfo
 from pathlib import Path
 from typing import TYPE_CHECKING
 from urllib.parse import urlsplit
@@ -29,7 +29,7 @@ from . import feedback
 from .clean import MAX_IMAGE_WIDTH, clean_html, is_tracker, safe_url, text_to_html
 from .errors import DigestError
 from .models import Edition, Post, Publication
-from .periods import parse_week
+from .periods import week_bounds
 from .rank import SharedLink, Story, account_key, dedupe, link_accounts, rank_section, score, shared_links, shares_of
 
 if TYPE_CHECKING:
@@ -233,14 +233,6 @@ class _Slot(Markup):
 
 def _zone(timezone: str | tzinfo) -> tzinfo:
     return ZoneInfo(timezone) if isinstance(timezone, str) else timezone
-
-
-def week_bounds(week: str, timezone: str | tzinfo) -> tuple[datetime, datetime]:
-    """An ISO week (``"2026-W47"``) as the calendar week [Monday 00:00, next Monday 00:00) in ``timezone``:
-    the period of a `Composer` given none (an edition's real period comes from `periods`)."""
-    monday = date.fromisocalendar(*parse_week(week), 1)
-    zone = _zone(timezone)
-    return datetime.combine(monday, time(), zone), datetime.combine(monday + timedelta(days=7), time(), zone)
 
 
 def _period_label(start: datetime, end: datetime, zone: tzinfo) -> str:
