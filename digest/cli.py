@@ -57,6 +57,7 @@ class _Group(click.Group):
 
 
 _JSON = "digest.json"
+_COMPLETE = "_DIGEST_COMPLETE"  # click's shell completion variable for a program called digest
 
 
 def _json_flag(what: str) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
@@ -69,8 +70,9 @@ def _print_json(value: Any) -> None:
 
 
 class _State:
-    def __init__(self, config_path: str | None) -> None:
+    def __init__(self, config_path: str | None, verbose: int = 0) -> None:
         self.config_path = config_path
+        self.verbose = verbose
 
     def settings(self) -> config_mod.Settings:
         return config_mod.load(self.config_path)
@@ -84,9 +86,15 @@ class _State:
     type=click.Path(dir_okay=False),
     help="The configuration file (default ./feeds.toml; also DIGEST_CONFIG).",
 )
+@click.option(
+    "-v",
+    "--verbose",
+    count=True,
+    help="Log what digest does on stderr: -v each step and source (INFO), -vv every request too (DEBUG).",
+)
 @click.version_option(__version__, prog_name="digest")
 @click.pass_context
-def cli(ctx: click.Context, config_path: str | None) -> None:
+def cli(ctx: click.Context, config_path: str | None, verbose: int) -> None:
     """digest reads the accounts, hashtags and feeds you follow, keeps what is on topic
     and mails a weekly digest.
 
@@ -97,8 +105,66 @@ def cli(ctx: click.Context, config_path: str | None) -> None:
       digest filter                     keep what is on topic, record why
       digest topics show                what was kept and dropped
       digest --config other.toml collect --json
+      digest -v collect                 the same, saying what each source did
+
+    Shell completion (bash, zsh, fish): see `digest init --help`.
     """
-    ctx.obj = _State(config_path)
+    ctx.obj = _State(config_path, verbose)
+    if verbose:
+        _log_to_stderr(verbose)
+
+
+def _log_to_stderr(verbose: int) -> None:
+    """``-v``: digest's INFO lines on stderr (an HTTP client's line per request only with ``-vv``)."""
+    import logging
+
+    level = logging.DEBUG if verbose > 1 else logging.INFO
+    logging.basicConfig(level=level, format="%(asctime)s %(levelname)s %(name)s: %(message)s", stream=sys.stderr)
+    logging.getLogger("httpx").setLevel(logging.INFO if verbose > 1 else logging.WARNING)
+    logging.getLogger("httpcore").setLevel(logging.WARNING)
+
+
+@cli.command()
+@click.option("--force", is_flag=True, help="Replace an existing file with the starter.")
+@click.option(
+    "--systemd",
+    is_flag=True,
+    help="Print systemd service and timer units for collection and the weekly run instead (writes nothing).",
+)
+@click.pass_obj
+def init(state: _State, force: bool, systemd: bool) -> None:
+    """Write a starter feeds.toml (or --config PATH), to edit and check.
+
+    The starter follows a health-IT audience (news sites, blogs, the #HITsm,
+    #HealthIT and #FHIR hashtags) with three topics: replace them with yours,
+    then `digest check`. An existing file is kept unless --force.
+
+    --systemd prints, for the existing feeds.toml, ready-to-copy units with this
+    machine's paths: digest-collect (hourly) and digest-weekly (at send_on in
+    the digest's time zone), each a service and a timer, and how to enable them.
+
+    \b
+    Shell completion (click's): add one line to your shell's start-up file:
+      bash  eval "$(_DIGEST_COMPLETE=bash_source digest)"     (~/.bashrc)
+      zsh   eval "$(_DIGEST_COMPLETE=zsh_source digest)"      (~/.zshrc)
+      fish  _DIGEST_COMPLETE=fish_source digest | source      (~/.config/fish/completions/digest.fish)
+
+    \b
+    Examples:
+      digest init && digest check
+      digest --config /srv/digest/feeds.toml init
+      digest init --systemd > digest-units.txt
+    """
+    from .starter import systemd_units, write_starter
+
+    if systemd:
+        out.print(systemd_units(state.settings()), markup=False, end="")
+        return
+    path = Path(state.config_path or os.environ.get("DIGEST_CONFIG") or config_mod.DEFAULT_PATH)
+    write_starter(path, force=force)
+    out.print(
+        f"wrote {path}: a starter to edit (sources, topics, [mail], [subscription]), then `digest check`", markup=False
+    )
 
 
 @cli.command()
@@ -1467,6 +1533,8 @@ def serve(
 
     settings = state.settings()
     secret_of(settings)
+    if state.verbose:  # the global -v/-vv wins over --log-level
+        log_level = "debug" if state.verbose > 1 else "info"
     if log_level.lower() != "debug":  # one line per fetch only when debugging
         logging.getLogger("httpx").setLevel(logging.WARNING)
     with Store.open(settings.database_url) as store:
@@ -1704,6 +1772,11 @@ def main(argv: list[str] | None = None) -> None:
     """Entry point: run the CLI; every failure becomes one line on stderr (and, for a ``--json``
     command, ``{"error": ...}`` on stdout) and an exit status. No traceback reaches a user unless
     ``DIGEST_DEBUG=1`` asks for it."""
+    instruction = os.environ.get(_COMPLETE)
+    if instruction:  # the shell asking for completions (see `digest init --help`), as click's own main does
+        from click.shell_completion import shell_complete
+
+        sys.exit(shell_complete(cli, {}, "digest", _COMPLETE, instruction))
     meta: dict[str, Any] = {}
     try:
         with cli.make_context("digest", list(sys.argv[1:] if argv is None else argv)) as ctx:

@@ -584,8 +584,8 @@ def load(path: str | os.PathLike[str] | None = None) -> Settings:
         text = path.read_text(encoding="utf-8")
     except FileNotFoundError:
         raise ConfigError(
-            f"{path}: not found; copy the example feeds.toml from the digest repository "
-            "(see README), or point --config / DIGEST_CONFIG at your file"
+            f"{path}: not found; `digest init` writes a starter one there, "
+            "or point --config / DIGEST_CONFIG at your file"
         ) from None
     except (OSError, UnicodeDecodeError) as exc:
         raise ConfigError(f"{path}: cannot be read: {exc}") from None
