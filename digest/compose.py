@@ -28,7 +28,7 @@ from premailer import Premailer
 from . import feedback
 from .clean import MAX_IMAGE_WIDTH, clean_html, is_tracker, safe_url, text_to_html
 from .errors import DigestError
-from .models import Post, Publication
+from .models import Edition, Post, Publication
 from .periods import parse_week
 from .rank import SharedLink, Story, account_key, dedupe, link_accounts, rank_section, score, shared_links, shares_of
 
@@ -76,22 +76,6 @@ _MONTHS = (
     "November",
     "December",
 )
-
-
-@dataclass(frozen=True, slots=True)
-class Edition:
-    """One edition for one topic selection: subject, HTML (CSS inlined) and plain text.
-
-    Until `personalize` fills them in, ``html`` and ``text`` hold the `PLACEHOLDERS`. ``path`` is
-    where the web copy lives under the public URL (`edition_path`).
-    """
-
-    week: str
-    subject: str
-    html: str
-    text: str
-    topics: tuple[str, ...]
-    path: str = ""
 
 
 @dataclass(frozen=True, slots=True)

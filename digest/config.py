@@ -755,7 +755,13 @@ class _KeyLines:
         self.lines: dict[tuple[Any, ...], int] = {}
         counts: dict[str, int] = {}
         table: tuple[Any, ...] = ()
+        inside = ""  # the delimiter of the multi-line string being read: its lines are no keys or headers
         for number, line in enumerate(text.splitlines(), start=1):
+            if inside:
+                if line.count(inside) % 2:
+                    inside = ""
+                continue
+            inside = next((quote for quote in ('"""', "'''") if line.count(quote) % 2), "")
             if header := self._HEADER.match(line):
                 name = header.group(2).strip()
                 if header.group(1) == "[[":

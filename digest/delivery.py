@@ -42,7 +42,7 @@ from .mail import (
     sender_domain,
     unsubscribe_mailto,
 )
-from .models import Delivery, Recipient
+from .models import Delivery, Edition, Recipient
 from .periods import Period, edition_for, in_progress
 from .store import DeliveryLog, Store
 from .store.leases import this_process
@@ -245,13 +245,13 @@ def _account_for_the_rest(store: Store, report: SendReport, people: dict[str, Re
             report.held_elsewhere.append(d.email)
 
 
-def _template(settings: Settings, edition: dict[str, Any], now: datetime) -> MessageTemplate:
+def _template(settings: Settings, edition: Edition, now: datetime) -> MessageTemplate:
     title = settings.digest.title
     list_id = f"{title} <{_slug(title)}.{sender_domain(settings.mail.from_)}>"
     return MessageTemplate.build(
-        subject=edition["subject"],
-        html=edition["html"],
-        text=edition["text"],
+        subject=edition.subject,
+        html=edition.html,
+        text=edition.text,
         sender=settings.mail.from_,
         reply_to=settings.mail.reply_to,
         list_id=list_id,

@@ -10,11 +10,11 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
 from datetime import datetime
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 from .config import Settings
 from .errors import DigestError
-from .models import Post, Publication, Recipient
+from .models import Edition, Post, Publication, Recipient
 from .periods import Period, in_progress, last_completed
 from .store import FilterRun, Store
 
@@ -228,7 +228,7 @@ def prepare_editions(
     if missing:
         composer = composer_for(settings, store, now=now, period=period)
         made = [composer.edition(sel) for sel in dict.fromkeys(wanted.values())]
-        store.save_editions(label, [(e.path, e.topics, e.subject, e.html, e.text) for e in made if e], now)
+        store.save_editions(label, [e for e in made if e], now)
         stored = store.editions(label)
     paths = {email: edition_path(label, sel) for email, sel in wanted.items() if edition_path(label, sel) in stored}
     signals = _signals_by_reader(store, paths.keys())
@@ -249,12 +249,12 @@ def _signals_by_reader(store: Store, emails: Iterable[str]) -> dict[str, list[Si
 
 
 def _stored_composer(
-    settings: Settings, store: Store, week: str, stored: dict[str, dict[str, Any]], now: datetime
+    settings: Settings, store: Store, week: str, stored: dict[str, Edition], now: datetime
 ) -> Composer | None:
     """The composer of a week whose editions are stored: from the filter run they were composed from."""
     if not stored:
         return None
-    composed = min(e["created_at"] for e in stored.values())
+    composed = min(e.created_at for e in stored.values() if e.created_at is not None)
     run = store.last_filter_run(at_or_before=composed)
     return composer_from_run(settings, store, run, week=week, now=now) if run is not None else None
 
@@ -285,5 +285,5 @@ def readers_editions(
             paths[email] = edition.path
     if made:
         week = made[0].week
-        store.save_editions(week, [(e.path, e.topics, e.subject, e.html, e.text) for e in dict.fromkeys(made)], now)
+        store.save_editions(week, list(dict.fromkeys(made)), now)
     return paths

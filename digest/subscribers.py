@@ -39,7 +39,7 @@ from .config import Settings, expand_env
 from .delivery import links_for
 from .errors import ConfigError, DigestError, UsageError
 from .mail import Messenger, messenger_for, sender_domain
-from .models import Recipient
+from .models import Recipient, SubscriberOrigin, SubscriberStatus
 from .store import Store, database_exists
 from .tokens import make_token, read_token
 
@@ -317,8 +317,8 @@ def add(
     if existing is not None and topics is None:
         chosen = existing.topics
     direct = confirmed or not settings.subscription.double_opt_in
-    status = "confirmed" if direct or (existing and existing.status == "confirmed") else "pending"
-    origin = existing.origin if existing is not None else "cli"
+    status: SubscriberStatus = "confirmed" if direct or (existing and existing.status == "confirmed") else "pending"
+    origin: SubscriberOrigin = existing.origin if existing is not None else "cli"
     recipient = Recipient(address, existing.name if existing else "", chosen, status, origin, 0)
     if status == "pending":
         secret_of(settings)  # the confirmation needs a signed link

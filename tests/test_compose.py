@@ -337,12 +337,12 @@ def test_personalize_fills_placeholders_and_changes_nothing_else() -> None:
         'href="https://x.org/unsub?t=1&amp;l=2"' in ada.html and "Unsubscribe: https://x.org/unsub?t=1&l=2" in ada.text
     )
     assert "Hi Ada &lt;3," in ada.html and "Hi Ada <3," in ada.text and "Hello," in bob.text
-    # put the tokens back where the values went: exactly the shared edition again, less the cards'
-    # feedback blocks, which only a mailed copy fills in (`mail.MessageTemplate.render`)
+    # put the tokens back where the values went: exactly the shared edition again
     html, text = ada.html, ada.text
     for name, token in PLACEHOLDERS.items():
         value = {"greeting": "Hi Ada <3,", **values}[name]
         html, text = html.replace(html_escape(value), token), text.replace(value, token)
+    # ... less the blocks that carry a reader's feedback links, which a copy with no reader leaves out
     assert "%%FB%%" in edition.html and "%%FB%%" in edition.text
     assert (html, text) == (feedback.strip(edition.html), feedback.strip(edition.text))
     assert (ada.subject, ada.topics, ada.path) == (edition.subject, edition.topics, edition.path)
