@@ -116,7 +116,7 @@ def instrument(timers: Timers) -> float:
     start = time.perf_counter()
     from digest import compose, delivery, pipeline, topics
     from digest.mail import MessageTemplate, SmtpMessenger
-    from digest.store import DeliveryLog, Store
+    from digest.store import DeliveryLog, SQLStore
 
     imports_s = time.perf_counter() - start
     loads = iter(range(1_000_000))
@@ -124,10 +124,10 @@ def instrument(timers: Timers) -> float:
     timers.wrap(pipeline, "_filter", "filter")
     timers.wrap(topics.TopicFilter, "fit", "filter_fit")
     timers.wrap(topics.TopicFilter, "decisions", "filter_decisions")
-    timers.wrap(Store, "posts", keyed=lambda *a, **k: f"store_posts_load_{next(loads)}")
-    timers.wrap(Store, "save_filter_run", "store_save_decisions")
-    timers.wrap(Store, "save_editions", "store_save_editions")
-    timers.wrap(Store, "queue_deliveries", "store_queue_deliveries")
+    timers.wrap(SQLStore, "posts", keyed=lambda *a, **k: f"store_posts_load_{next(loads)}")
+    timers.wrap(SQLStore, "save_filter_run", "store_save_decisions")
+    timers.wrap(SQLStore, "save_editions", "store_save_editions")
+    timers.wrap(SQLStore, "queue_deliveries", "store_queue_deliveries")
     timers.wrap(compose.Composer, "__init__", "compose_prepare")
     timers.wrap(compose.Composer, "edition", "compose_editions")
     timers.wrap(delivery, "recipients", "recipients")

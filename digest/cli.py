@@ -57,6 +57,7 @@ class _Group(click.Group):
 
 
 _JSON = "digest.json"
+_COMPLETE = "_DIGEST_COMPLETE"  # click's shell completion variable for a program called digest
 
 
 def _json_flag(what: str) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
@@ -69,8 +70,9 @@ def _print_json(value: Any) -> None:
 
 
 class _State:
-    def __init__(self, config_path: str | None) -> None:
+    def __init__(self, config_path: str | None, verbose: int = 0) -> None:
         self.config_path = config_path
+        self.verbose = verbose
 
     def settings(self) -> config_mod.Settings:
         return config_mod.load(self.config_path)
@@ -84,9 +86,15 @@ class _State:
     type=click.Path(dir_okay=False),
     help="The configuration file (default ./feeds.toml; also DIGEST_CONFIG).",
 )
+@click.option(
+    "-v",
+    "--verbose",
+    count=True,
+    help="Log what digest does on stderr: -v each step and source (INFO), -vv every request too (DEBUG).",
+)
 @click.version_option(__version__, prog_name="digest")
 @click.pass_context
-def cli(ctx: click.Context, config_path: str | None) -> None:
+def cli(ctx: click.Context, config_path: str | None, verbose: int) -> None:
     """digest reads the accounts, hashtags and feeds you follow, keeps what is on topic
     and mails a weekly digest.
 
@@ -97,8 +105,66 @@ def cli(ctx: click.Context, config_path: str | None) -> None:
       digest filter                     keep what is on topic, record why
       digest topics show                what was kept and dropped
       digest --config other.toml collect --json
+      digest -v collect                 the same, saying what each source did
+
+    Shell completion (bash, zsh, fish): see `digest init --help`.
     """
-    ctx.obj = _State(config_path)
+    ctx.obj = _State(config_path, verbose)
+    if verbose:
+        _log_to_stderr(verbose)
+
+
+def _log_to_stderr(verbose: int) -> None:
+    """``-v``: digest's INFO lines on stderr (an HTTP client's line per request only with ``-vv``)."""
+    import logging
+
+    level = logging.DEBUG if verbose > 1 else logging.INFO
+    logging.basicConfig(level=level, format="%(asctime)s %(levelname)s %(name)s: %(message)s", stream=sys.stderr)
+    logging.getLogger("httpx").setLevel(logging.INFO if verbose > 1 else logging.WARNING)
+    logging.getLogger("httpcore").setLevel(logging.WARNING)
+
+
+@cli.command()
+@click.option("--force", is_flag=True, help="Replace an existing file with the starter.")
+@click.option(
+    "--systemd",
+    is_flag=True,
+    help="Print systemd service and timer units for collection and the weekly run instead (writes nothing).",
+)
+@click.pass_obj
+def init(state: _State, force: bool, systemd: bool) -> None:
+    """Write a starter feeds.toml (or --config PATH), to edit and check.
+
+    The starter follows a health-IT audience (news sites, blogs, the #HITsm,
+    #HealthIT and #FHIR hashtags) with three topics: replace them with yours,
+    then `digest check`. An existing file is kept unless --force.
+
+    --systemd prints, for the existing feeds.toml, ready-to-copy units with this
+    machine's paths: digest-collect (hourly) and digest-weekly (at send_on in
+    the digest's time zone), each a service and a timer, and how to enable them.
+
+    \b
+    Shell completion (click's): add one line to your shell's start-up file:
+      bash  eval "$(_DIGEST_COMPLETE=bash_source digest)"     (~/.bashrc)
+      zsh   eval "$(_DIGEST_COMPLETE=zsh_source digest)"      (~/.zshrc)
+      fish  _DIGEST_COMPLETE=fish_source digest | source      (~/.config/fish/completions/digest.fish)
+
+    \b
+    Examples:
+      digest init && digest check
+      digest --config /srv/digest/feeds.toml init
+      digest init --systemd > digest-units.txt
+    """
+    from .starter import systemd_units, write_starter
+
+    if systemd:
+        out.print(systemd_units(state.settings()), markup=False, end="")
+        return
+    path = Path(state.config_path or os.environ.get("DIGEST_CONFIG") or config_mod.DEFAULT_PATH)
+    write_starter(path, force=force)
+    out.print(
+        f"wrote {path}: a starter to edit (sources, topics, [mail], [subscription]), then `digest check`", markup=False
+    )
 
 
 @cli.command()
@@ -422,6 +488,7 @@ def topics_explain(state: _State, post: str, as_json: bool) -> None:
       digest topics explain 3f9a1c0d2b7e4a51
       digest topics explain https://mastodon.social/@someone/113456789
     """
+    from .curate import touching
     from .pipeline import explain_post
     from .store import Store
 
@@ -429,6 +496,7 @@ def topics_explain(state: _State, post: str, as_json: bool) -> None:
     with Store.open(settings.database_url) as store:
         found, explanation = explain_post(settings, store, post)
         recorded = store.last_filter_run().decision(found.id)  # type: ignore[union-attr]
+        readers = touching(settings, store, found)
     decision = recorded or explanation.decision
     if as_json:
         out.print_json(
@@ -441,6 +509,7 @@ def topics_explain(state: _State, post: str, as_json: bool) -> None:
                     "thresholds": decision.thresholds,
                     "noise_score": decision.noise_score,
                     "terms": {k: [list(t) for t in v] for k, v in explanation.terms.items()},
+                    "readers": readers,
                 }
             )
         )
@@ -456,8 +525,85 @@ def topics_explain(state: _State, post: str, as_json: bool) -> None:
         terms = ", ".join(f"{term} {weight:+.2f}" for term, weight in explanation.terms.get(name, ()))
         if terms:
             out.print(f"    terms: {terms}", markup=False)
+    _print_readers(readers)
     if recorded and recorded.topics != explanation.decision.topics:
         out.print("note: the topics changed since that run; `digest filter` records fresh decisions", markup=False)
+
+
+def _print_readers(readers: dict[str, Any]) -> None:
+    """The readers' signals `topics explain` found touching a post (see `curate.touching`)."""
+    way = {True: "for", False: "against"}
+    lines = [
+        f"  {s['topic']}: {s['not_for_me']} not for me, {s['more_like_this']} more like this"
+        for s in readers["signals"]
+    ]
+    lines += [f"  accepted as an example {way[a['label']]} {a['topic']} ({a['origin']})" for a in readers["accepted"]]
+    lines += [f"  like accepted example {e['post']} ({way[e['label']]} {e['topic']})" for e in readers["like_examples"]]
+    out.print("readers' signals: " + ("none" if not lines else ""), markup=False)
+    for line in lines:
+        out.print(line, markup=False)
+
+
+@topics.command(name="feedback")
+@click.option(
+    "--accept",
+    "accepted",
+    multiple=True,
+    metavar="POST",
+    help="Teach the topic from the signals on POST (id or URL), the way most of its readers pressed. Repeatable.",
+)
+@click.option("--json", "as_json", is_flag=True, help="Print the signals as JSON.")
+@click.pass_obj
+def topics_feedback(state: _State, accepted: tuple[str, ...], as_json: bool) -> None:
+    """List readers' signals per topic: each post, how many readers pressed
+    "not for me" and "more like this", and whether it was accepted.
+
+    With --accept, the signals on those posts become the topic's labelled
+    examples, which the filter learns from in later weeks. Until then a
+    signal changes only its own reader's editions; a topic with
+    accept_after = N accepts a post by itself once N readers agree.
+
+    \b
+    Examples:
+      digest topics feedback
+      digest topics feedback --accept 3f9a1c0d2b7e4a51 --accept 77aa01c2d3e4f5a6
+    """
+    from .curate import accept, feedback
+    from .store import Store
+
+    settings = state.settings()
+    with Store.open(settings.database_url) as store:
+        if accepted:
+            done = accept(settings, store, accepted, _now())
+            for post_id, topic, label in done:
+                err.print(f"accepted {post_id} as an example {'for' if label else 'against'} {topic}", markup=False)
+        tallies = feedback(settings, store)
+    rows = [
+        {
+            "topic": t.topic,
+            "post": t.post_id,
+            "readers": t.readers,
+            "not_for_me": t.less,
+            "more_like_this": t.more,
+            "accepted": t.accepted,
+            "text": " ".join(t.text.split())[:300],
+        }
+        for t in tallies
+    ]
+    if as_json:
+        _print_json(rows)
+        return
+    if not rows:
+        out.print("no reader has pressed a button yet", markup=False)
+        return
+    table = Table(title="readers' signals", title_justify="left")
+    for column in ("topic", "post", "readers", "not for me", "more like this", "accepted", "text"):
+        table.add_column(column, justify="right" if column in ("readers", "not for me", "more like this") else "left")
+    labels = {None: "", True: "for", False: "against"}
+    for t in tallies:
+        text = " ".join(t.text.split())
+        table.add_row(t.topic, t.post_id, str(t.readers), str(t.less), str(t.more), labels[t.accepted], text[:80])
+    out.print(table)
 
 
 @cli.command()
@@ -1387,6 +1533,8 @@ def serve(
 
     settings = state.settings()
     secret_of(settings)
+    if state.verbose:  # the global -v/-vv wins over --log-level
+        log_level = "debug" if state.verbose > 1 else "info"
     if log_level.lower() != "debug":  # one line per fetch only when debugging
         logging.getLogger("httpx").setLevel(logging.WARNING)
     with Store.open(settings.database_url) as store:
@@ -1580,7 +1728,8 @@ def subscribers_import(state: _State, file: str, as_json: bool) -> None:
 @_json_flag('{"file", "subscribers"}')
 @click.pass_obj
 def subscribers_export(state: _State, file: str, as_json: bool) -> None:
-    """Write every subscriber to FILE.csv (email, name, topics, state), readable by `import`.
+    """Write every subscriber to FILE.csv (email, name, topics, state, and the
+    reader's own feedback signals), readable by `import`.
 
     \b
     Example:
@@ -1623,6 +1772,11 @@ def main(argv: list[str] | None = None) -> None:
     """Entry point: run the CLI; every failure becomes one line on stderr (and, for a ``--json``
     command, ``{"error": ...}`` on stdout) and an exit status. No traceback reaches a user unless
     ``DIGEST_DEBUG=1`` asks for it."""
+    instruction = os.environ.get(_COMPLETE)
+    if instruction:  # the shell asking for completions (see `digest init --help`), as click's own main does
+        from click.shell_completion import shell_complete
+
+        sys.exit(shell_complete(cli, {}, "digest", _COMPLETE, instruction))
     meta: dict[str, Any] = {}
     try:
         with cli.make_context("digest", list(sys.argv[1:] if argv is None else argv)) as ctx:

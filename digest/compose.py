@@ -25,9 +25,10 @@ import jinja2
 from markupsafe import Markup
 from premailer import Premailer
 
+from . import feedback
 from .clean import MAX_IMAGE_WIDTH, clean_html, is_tracker, safe_url, text_to_html
 from .errors import DigestError
-from .models import Post, Publication
+from .models import Edition, Post, Publication
 from .periods import parse_week
 from .rank import (
     MIN_SHARERS,
@@ -50,6 +51,7 @@ __all__ = [
     "Composer",
     "Counts",
     "Edition",
+    "Tuning",
     "chat_text",
     "compose_issue",
     "edition_path",
@@ -68,6 +70,7 @@ PLACEHOLDERS = {
     "preferences_url": "%%PREFERENCES_URL%%",
     "unsubscribe_url": "%%UNSUBSCRIBE_URL%%",
 }
+_RAISED = 1e6  # added to the ranking score of a post a reader asked "more like this" of: it leads its section
 _PLACEHOLDER = re.compile("|".join(re.escape(token) for token in PLACEHOLDERS.values()))
 _DAYS = ("Mon", "Tue", "Wed", "Thu", "Fri", "Sat", "Sun")
 _MONTHS = (
@@ -84,22 +87,6 @@ _MONTHS = (
     "November",
     "December",
 )
-
-
-@dataclass(frozen=True, slots=True)
-class Edition:
-    """One edition for one topic selection: subject, HTML (CSS inlined) and plain text.
-
-    Until `personalize` fills them in, ``html`` and ``text`` hold the `PLACEHOLDERS`. ``path`` is
-    where the web copy lives under the public URL (`edition_path`).
-    """
-
-    week: str
-    subject: str
-    html: str
-    text: str
-    topics: tuple[str, ...]
-    path: str = ""
 
 
 @dataclass(frozen=True, slots=True)
@@ -131,6 +118,23 @@ class Card:
     boosted_by: tuple[str, ...]
     also: tuple[tuple[str, str], ...]  # (label, url) of cross-posts elsewhere
     engagement: tuple[str, ...]  # "120 likes", "40 boosts", "12 replies"
+    post_id: str = ""  # a topic section's card carries its readers' feedback links (`feedback.slots`)
+
+
+@dataclass(frozen=True, slots=True)
+class Tuning:
+    """One reader's own signals applied to an edition (`feedback.adjust`): posts hidden, posts raised."""
+
+    hide: frozenset[str] = frozenset()
+    boost: frozenset[str] = frozenset()
+
+    def __bool__(self) -> bool:
+        return bool(self.hide or self.boost)
+
+    def path(self, week: str, selection: Sequence[str]) -> str:
+        """Where a tuned edition is stored: apart from the archive's ``editions/`` (it is one reader's)."""
+        key = "\x1f".join([*selection, "|", *sorted(self.hide), "|", *sorted(self.boost)])
+        return f"readers/{week}/{hashlib.sha256(key.encode()).hexdigest()[:20]}"
 
 
 @dataclass(frozen=True, slots=True)
@@ -423,21 +427,22 @@ class Composer:
         self._scores: dict[tuple[str, str], float] = {}
         self._chat_views: list[ChatView] | None = None
         self._cards: dict[str, Card] = {}
-        self._editions: dict[tuple[str, ...], Edition | None] = {}
+        self._editions: dict[tuple[tuple[str, ...], Tuning], Edition | None] = {}
 
-    def edition(self, topics: Sequence[str]) -> Edition | None:
-        """The edition for one topic selection (cached), or None for an empty week unless ``quiet_week``."""
-        key = self._selection(topics)
+    def edition(self, topics: Sequence[str], tuning: Tuning = Tuning()) -> Edition | None:
+        """The edition for one topic selection (cached), or None for an empty week unless ``quiet_week``;
+        with a reader's ``tuning``, that reader's own copy (stored under `Tuning.path`)."""
+        key = (self._selection(topics), tuning)
         if key not in self._editions:
-            self._editions[key] = self._compose(key)
+            self._editions[key] = self._compose(*key)
         return self._editions[key]
 
     def _selection(self, topics: Sequence[str]) -> tuple[str, ...]:
         return selection(topics, self.topics)
 
-    def _compose(self, selection: tuple[str, ...]) -> Edition | None:
+    def _compose(self, selection: tuple[str, ...], tuning: Tuning) -> Edition | None:
         # 3. each story goes to the selected topic it scores best under, then sections are ranked
-        sections = self._sections(selection)
+        sections = self._sections(selection, tuning)
         quiet = not any(s.cards for s in sections) and not self.chats
         if quiet and not self.quiet_week:
             return None
@@ -448,7 +453,8 @@ class Composer:
         context = self._context(selection, sections, shared, quiet, path)
         html = inline_css(self._render("edition.html", context))
         text = self._render("edition.txt", context)
-        return Edition(self.week, str(context["subject"]), html, text, selection, path)
+        stored = tuning.path(self.week, selection) if tuning else path
+        return Edition(self.week, str(context["subject"]), html, text, selection, stored)
 
     def _render(self, name: str, context: Mapping[str, object]) -> str:
         """Render one template; a broken template (a user's override, say) becomes a `DigestError` naming
@@ -482,10 +488,13 @@ class Composer:
             self._scores[key] = score(story.post, self.kept[story.post.id][topic], self.shares[story.post.id], self.now)
         return self._scores[key]
 
-    def _sections(self, selection: tuple[str, ...]) -> list[Section]:
+    def _sections(self, selection: tuple[str, ...], tuning: Tuning) -> list[Section]:
         sections = []
-        for topic, stories in self.assign(selection).items():
-            scores = {s.post.id: self._score(s, topic) for s in stories}
+        for topic, assigned in self.assign(selection).items():
+            stories = [s for s in assigned if s.post.id not in tuning.hide]
+            scores = {
+                s.post.id: self._score(s, topic) + (_RAISED if s.post.id in tuning.boost else 0.0) for s in stories
+            }
             ranked = rank_section(stories, scores, **self.limits)
             sections.append(Section(topic, tuple(self._card(s) for s in ranked), len(stories)))
         return sections
@@ -533,6 +542,8 @@ class Composer:
             "left_out": counts.left_out,
             "left_out_url": f"{self.public_url}/editions/{self.week}/left-out" if self.public_url else "",
             "web_url": f"{self.public_url}/{path}" if self.public_url else "",
+            "feedback": bool(self.public_url),
+            "feedback_slots": lambda post_id, topic: {k: _Slot(v) for k, v in feedback.slots(post_id, topic).items()},
             **{name: _Slot(token) for name, token in PLACEHOLDERS.items()},
         }
 
@@ -569,7 +580,8 @@ def compose_issue(
 
 
 def personalize(edition: Edition, *, unsubscribe_url: str, preferences_url: str, name: str = "") -> Edition:
-    """A subscriber's copy: the placeholders filled in (escaped for the HTML part), nothing re-rendered."""
+    """A copy with no reader's feedback links (the archive, a preview): the placeholders filled in (escaped for
+    the HTML part), nothing re-rendered."""
     greeting = f"Hi {name.strip()}," if name.strip() else "Hello,"
     text_values = {
         PLACEHOLDERS["greeting"]: greeting,
@@ -579,8 +591,8 @@ def personalize(edition: Edition, *, unsubscribe_url: str, preferences_url: str,
     html_values = {token: htmllib.escape(value) for token, value in text_values.items()}
     return replace(
         edition,
-        html=_PLACEHOLDER.sub(lambda m: html_values[m.group(0)], edition.html),
-        text=_PLACEHOLDER.sub(lambda m: text_values[m.group(0)], edition.text),
+        html=feedback.strip(_PLACEHOLDER.sub(lambda m: html_values[m.group(0)], edition.html)),
+        text=feedback.strip(_PLACEHOLDER.sub(lambda m: text_values[m.group(0)], edition.text)),
     )
 
 
@@ -725,6 +737,7 @@ def _make_card(story: Story, zone: tzinfo, names: Names | None = None) -> Card:
         boosted_by=story.boosted_by,
         also=_also(story, names),
         engagement=_engagement(post),
+        post_id=post.id,
     )
 
 

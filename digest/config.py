@@ -376,6 +376,12 @@ class Topic(_Model):
     examples: tuple[str, ...] = Field((), description="Optional on-topic example posts, a sentence each.")
     exclude: tuple[str, ...] = Field((), description="Optional words or example posts that are noise for this topic.")
     threshold: float | None = Field(None, gt=0, lt=1, description="Optional override of the filter's own threshold.")
+    accept_after: int | None = Field(
+        None,
+        ge=2,
+        description="Optional: readers' signals on a post become the topic's examples once this many distinct "
+        "readers agree (at least 2; off by default: the curator accepts them).",
+    )
 
 
 class ChatSettings(_Model):
@@ -578,8 +584,8 @@ def load(path: str | os.PathLike[str] | None = None) -> Settings:
         text = path.read_text(encoding="utf-8")
     except FileNotFoundError:
         raise ConfigError(
-            f"{path}: not found; copy the example feeds.toml from the digest repository "
-            "(see README), or point --config / DIGEST_CONFIG at your file"
+            f"{path}: not found; `digest init` writes a starter one there, "
+            "or point --config / DIGEST_CONFIG at your file"
         ) from None
     except (OSError, UnicodeDecodeError) as exc:
         raise ConfigError(f"{path}: cannot be read: {exc}") from None
@@ -749,7 +755,13 @@ class _KeyLines:
         self.lines: dict[tuple[Any, ...], int] = {}
         counts: dict[str, int] = {}
         table: tuple[Any, ...] = ()
+        inside = ""  # the delimiter of the multi-line string being read: its lines are no keys or headers
         for number, line in enumerate(text.splitlines(), start=1):
+            if inside:
+                if line.count(inside) % 2:
+                    inside = ""
+                continue
+            inside = next((quote for quote in ('"""', "'''") if line.count(quote) % 2), "")
             if header := self._HEADER.match(line):
                 name = header.group(2).strip()
                 if header.group(1) == "[[":

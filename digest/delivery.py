@@ -28,6 +28,7 @@ from typing import Any
 from . import clock
 from .config import Settings, expand_env
 from .errors import ConfigError, DigestError, LostClaim
+from .feedback import FeedbackLinks
 from .mail import (
     DkimSigner,
     Links,
@@ -41,7 +42,7 @@ from .mail import (
     sender_domain,
     unsubscribe_mailto,
 )
-from .models import Delivery, Recipient
+from .models import Delivery, Edition, Recipient
 from .periods import Period, edition_for, in_progress
 from .store import DeliveryLog, Store
 from .store.leases import this_process
@@ -99,8 +100,8 @@ class SendReport:
 
 
 def links_for(settings: Settings, address: str) -> Links:
-    """A subscriber's unsubscribe and preferences links: signed web links when ``[subscription]``
-    has a public URL, else mail to the curator."""
+    """A subscriber's unsubscribe, preferences and cards' feedback links: signed web links when
+    ``[subscription]`` has a public URL, else mail to the curator (and no feedback links)."""
     mailto = unsubscribe_mailto(settings.mail, address)
     base = (settings.subscription.public_url or "").rstrip("/")
     if not base:
@@ -112,7 +113,10 @@ def links_for(settings: Settings, address: str) -> Links:
     secret = expand_env(settings.subscription.secret)
     unsubscribe = f"{base}/unsubscribe/{make_token(secret, 'unsubscribe', address)}"
     preferences = f"{base}/preferences/{make_token(secret, 'preferences', address)}"
-    return Links(unsubscribe=unsubscribe, preferences=preferences, one_click=unsubscribe, mailto=mailto)
+    feedback = FeedbackLinks.for_reader(base, secret, address)
+    return Links(
+        unsubscribe=unsubscribe, preferences=preferences, one_click=unsubscribe, mailto=mailto, feedback=feedback
+    )
 
 
 def recipients(settings: Settings, store: Store, now: datetime, only: str | None = None) -> list[Recipient]:
@@ -241,13 +245,13 @@ def _account_for_the_rest(store: Store, report: SendReport, people: dict[str, Re
             report.held_elsewhere.append(d.email)
 
 
-def _template(settings: Settings, edition: dict[str, Any], now: datetime) -> MessageTemplate:
+def _template(settings: Settings, edition: Edition, now: datetime) -> MessageTemplate:
     title = settings.digest.title
     list_id = f"{title} <{_slug(title)}.{sender_domain(settings.mail.from_)}>"
     return MessageTemplate.build(
-        subject=edition["subject"],
-        html=edition["html"],
-        text=edition["text"],
+        subject=edition.subject,
+        html=edition.html,
+        text=edition.text,
         sender=settings.mail.from_,
         reply_to=settings.mail.reply_to,
         list_id=list_id,

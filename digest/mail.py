@@ -29,6 +29,8 @@ from urllib.parse import quote, unquote
 from . import addresses
 from .config import MailSettings, expand_env, smtp_url
 from .errors import DigestError, one_line
+from .feedback import FeedbackLinks
+from .feedback import fill as fill_feedback
 
 __all__ = [
     "DkimSigner",
@@ -87,6 +89,7 @@ class Links:
     preferences: str
     one_click: str
     mailto: str
+    feedback: FeedbackLinks | None = None  # the cards' "not for me" / "more like this" links; None: none shown
 
 
 @dataclass(slots=True)
@@ -152,7 +155,9 @@ class MessageTemplate:
         html = {k: htmllib.escape(v) for k, v in text.items()}
         head, body = self.raw[: self._header_end], self.raw[self._header_end :]
         split = self.html_start - self._header_end
-        out = _fill(head, headers) + _fill(body[:split], text) + _fill(body[split:], html)
+        text_part = fill_feedback(_fill(body[:split], text), links.feedback)
+        html_part = fill_feedback(_fill(body[split:], html), links.feedback, escape=True)
+        out = _fill(head, headers) + text_part + html_part
         return out.encode("utf-8")
 
 

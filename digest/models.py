@@ -1,4 +1,5 @@
-"""The shapes every stage passes on: a collected `Post` and its parts.
+"""The shapes every stage passes on: a collected `Post` and its parts, and the records the store keeps
+(source states, decisions, subscribers, editions, deliveries, jobs), with their statuses as `Literal`s.
 
 Collectors turn each payload into a `Post` at the edge; nothing downstream reads raw dicts.
 """
@@ -8,10 +9,38 @@ from __future__ import annotations
 import json
 from dataclasses import asdict, dataclass, field
 from datetime import datetime
+from typing import Literal
 
 from .textnorm import strip_invisible
 
-__all__ = ["Author", "Decision", "Delivery", "Engagement", "Media", "Post", "Recipient", "SourceState"]
+__all__ = [
+    "Author",
+    "Decision",
+    "Delivery",
+    "DeliveryStatus",
+    "Edition",
+    "Engagement",
+    "Job",
+    "JobStatus",
+    "Media",
+    "Post",
+    "Recipient",
+    "SourceState",
+    "SourceStatus",
+    "SubscriberOrigin",
+    "SubscriberStatus",
+]
+
+# What a source's last fetch came to: never fetched, fetched (new posts or none), unchanged, failed, gone (410).
+SourceStatus = Literal["new", "ok", "not_modified", "failed", "dead"]
+# A subscriber's state: awaiting the confirmation link, receiving, bouncing (an unsubscribed address
+# is deleted and kept only as a suppression; "unsubscribed" is the count of those).
+SubscriberStatus = Literal["pending", "confirmed", "unsubscribed", "bouncing"]
+# Listed in feeds.toml, subscribed on the pages, added by `digest subscribers add` or `import`.
+SubscriberOrigin = Literal["config", "web", "cli", "import"]
+# A delivery's way: queued, claimed by a run (sending), handed to the server, accepted, refused.
+DeliveryStatus = Literal["queued", "sending", "handed_over", "sent", "failed"]
+JobStatus = Literal["running", "done", "failed"]  # a scheduled job's claim: held, finished, to be retried
 
 
 @dataclass(frozen=True, slots=True)
@@ -111,7 +140,7 @@ class SourceState:
     key: str
     kind: str
     url: str
-    status: str = "new"
+    status: SourceStatus = "new"
     last_error: str = ""
     failures: int = 0
     last_attempt: datetime | None = None
@@ -159,8 +188,8 @@ class Recipient:
     email: str
     name: str = ""
     topics: tuple[str, ...] | None = None
-    status: str = "confirmed"
-    origin: str = "config"
+    status: SubscriberStatus = "confirmed"
+    origin: SubscriberOrigin = "config"
     bounces: int = 0
 
 
@@ -171,9 +200,41 @@ class Delivery:
     week: str
     email: str
     path: str
-    status: str  # queued, sending (claimed by a run), handed_over, sent, failed
+    status: DeliveryStatus  # "sending": claimed by a run
     message_id: str
     attempts: int = 0
     answer: str = ""
     error: str = ""
     uncertain: int = 0  # times a crash left its handover unconfirmed (then sent again, or not, per [mail])
+
+
+@dataclass(frozen=True, slots=True)
+class Edition:
+    """One edition for one topic selection: subject, HTML (CSS inlined) and plain text.
+
+    Until `compose.personalize` fills them in, ``html`` and ``text`` hold the placeholders. ``path`` is
+    where the web copy lives under the public URL (`compose.edition_path`); ``created_at`` is when the
+    store first kept it (None until then).
+    """
+
+    week: str
+    subject: str
+    html: str
+    text: str
+    topics: tuple[str, ...]
+    path: str = ""
+    created_at: datetime | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Job:
+    """One scheduled job (``send``, ``collect``, ``chat``) for one period, and who holds it."""
+
+    name: str
+    period: str  # the ISO week, or the collection slot
+    status: JobStatus
+    owner: str  # host:pid:start of the process running it (`store.leases`)
+    attempts: int
+    detail: str  # a one-line summary, or the error
+    started_at: datetime
+    updated_at: datetime  # the lease: a running job renews it

@@ -8,19 +8,20 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from datetime import datetime
 from typing import TYPE_CHECKING
 
 from .config import Settings
 from .errors import DigestError
-from .models import Post, Publication, Recipient
+from .models import Edition, Post, Publication, Recipient
 from .periods import Period, in_progress, last_completed
 from .store import FilterRun, Store
 
 if TYPE_CHECKING:
     from .chats import Recap
     from .compose import Composer
+    from .feedback import Signal
     from .topics import Explanation, NoiseProfile
 
 __all__ = [
@@ -32,6 +33,7 @@ __all__ = [
     "noise_profile",
     "prepare_editions",
     "publication_names",
+    "readers_editions",
     "run_filter",
 ]
 
@@ -61,9 +63,11 @@ def _filter(
 
     if not settings.topics:
         raise DigestError(f"{settings.path}: no [[topics]] configured; the filter needs at least one")
-    decisions = (
-        TopicFilter(settings.topics, noise=noise_profile(settings)).fit([p.document() for p in posts]).decisions()
-    )
+    from .curate import accept_agreed, taught_topics
+
+    accept_agreed(settings, store, now)
+    specs, noise = taught_topics(settings, store)
+    decisions = TopicFilter(specs, noise=noise).fit([p.document() for p in posts]).decisions()
     names = tuple(t.name for t in settings.topics)
     verdicts = list(zip((p.id for p in posts), decisions, strict=True))
     run_id = store.save_filter_run(now, since, until, names, verdicts)
@@ -87,8 +91,11 @@ def explain_post(settings: Settings, store: Store, id_or_url: str, top: int = 8)
         )
     posts = {p.id: p for p in store.posts(run.since, run.until)}
     batch = [posts[pid] for pid in ids if pid in posts]
-    specs = [t for t in settings.topics if t.name in run.topics]
-    fitted = TopicFilter(specs, noise=noise_profile(settings)).fit([p.document() for p in batch])
+    from .curate import taught_topics
+
+    taught, noise = taught_topics(settings, store)
+    specs = [t for t in taught if t.name in run.topics]
+    fitted = TopicFilter(specs, noise=noise).fit([p.document() for p in batch])
     return post, fitted.explain([p.id for p in batch].index(post.id), top)
 
 
@@ -207,8 +214,9 @@ def prepare_editions(
     settings: Settings, store: Store, people: Sequence[Recipient], *, now: datetime, period: Period
 ) -> dict[str, str]:
     """Step 3 for sending: the week's editions for every selection these subscribers have, composed
-    once and stored (so a re-run sends the same ones). Returns each address's edition path; an
-    address whose selection has nothing this week (and no quiet-week note) is left out."""
+    once and stored (so a re-run sends the same ones), and a reader's own copy when their signals hide or
+    raise a post of the week (`readers_editions`). Returns each address's edition path; an address whose
+    selection has nothing this week (and no quiet-week note) is left out."""
     from .compose import edition_path, selection
 
     label = period.week
@@ -216,9 +224,66 @@ def prepare_editions(
     wanted = {r.email: selection([t for t in (r.topics or names) if t in names] or names, names) for r in people}
     stored = store.editions(label)
     missing = {edition_path(label, sel): sel for sel in wanted.values()}.keys() - stored.keys()
+    composer = None
     if missing:
         composer = composer_for(settings, store, now=now, period=period)
         made = [composer.edition(sel) for sel in dict.fromkeys(wanted.values())]
-        store.save_editions(label, [(e.path, e.topics, e.subject, e.html, e.text) for e in made if e], now)
+        store.save_editions(label, [e for e in made if e], now)
         stored = store.editions(label)
-    return {email: edition_path(label, sel) for email, sel in wanted.items() if edition_path(label, sel) in stored}
+    paths = {email: edition_path(label, sel) for email, sel in wanted.items() if edition_path(label, sel) in stored}
+    signals = _signals_by_reader(store, paths.keys())
+    if signals:
+        composer = composer or _stored_composer(settings, store, label, stored, now)
+        if composer is not None:
+            paths.update(readers_editions(store, composer, {e: wanted[e] for e in signals}, signals, now))
+    return paths
+
+
+def _signals_by_reader(store: Store, emails: Iterable[str]) -> dict[str, list[Signal]]:
+    mine: dict[str, list[Signal]] = {}
+    wanted = set(emails)
+    for signal in store.signals():
+        if signal.email in wanted:
+            mine.setdefault(signal.email, []).append(signal)
+    return mine
+
+
+def _stored_composer(
+    settings: Settings, store: Store, week: str, stored: dict[str, Edition], now: datetime
+) -> Composer | None:
+    """The composer of a week whose editions are stored: from the filter run they were composed from."""
+    if not stored:
+        return None
+    composed = min(e.created_at for e in stored.values() if e.created_at is not None)
+    run = store.last_filter_run(at_or_before=composed)
+    return composer_from_run(settings, store, run, week=week, now=now) if run is not None else None
+
+
+def readers_editions(
+    store: Store,
+    composer: Composer,
+    selections: dict[str, tuple[str, ...]],
+    signals: dict[str, list[Signal]],
+    now: datetime,
+) -> dict[str, str]:
+    """Each reader's own copy where their signals hide or raise one of the week's posts (`feedback.Likeness`),
+    composed and stored under `compose.Tuning.path`; returns those readers' paths."""
+    from .compose import Tuning
+    from .feedback import Likeness
+    from .rank import account_key
+
+    likeness = Likeness([s.post for s in composer.stories if composer.kept[s.post.id]], account_key)
+    paths: dict[str, str] = {}
+    made = []
+    for email, sel in selections.items():
+        tuning = Tuning(*likeness.adjust(signals[email]))
+        if not tuning:
+            continue
+        edition = composer.edition(sel, tuning)
+        if edition is not None:
+            made.append(edition)
+            paths[email] = edition.path
+    if made:
+        week = made[0].week
+        store.save_editions(week, list(dict.fromkeys(made)), now)
+    return paths

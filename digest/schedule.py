@@ -34,6 +34,7 @@ from datetime import UTC, datetime, timedelta
 from . import clock
 from .chats import open_chats
 from .config import Settings
+from .models import JobStatus
 from .periods import in_progress, last_completed, week_of
 from .store import Store
 
@@ -188,7 +189,7 @@ class Scheduler:
         except Exception as exc:
             ok, line = False, f"{type(exc).__name__}: {exc}"
             log.exception("%s %s failed", label, period)
-        status = "done" if ok else "failed"
+        status: JobStatus = "done" if ok else "failed"
         self.store.finish_job(name, period, status, line, self.clock())
         if ok:
             log.info("%s %s: %s", label, period, line)
@@ -220,7 +221,8 @@ class Scheduler:
         """Tick every `TICK` seconds until cancelled; jobs run in a worker thread, off the event loop."""
         now = self.clock()
         week = send_due(self.settings, now)
-        done = week is not None and (self.store.job("send", week) or {}).get("status") == "done"
+        job = self.store.job("send", week) if week is not None else None
+        done = job is not None and job.status == "done"
         when = "now (this week's send time has passed)" if week and not done else None
         log.info(
             "schedule: collecting every %s; the next edition goes out %s",

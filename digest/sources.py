@@ -94,13 +94,18 @@ _T = TypeVar("_T")
 class ChoiceNeeded(SourceError):
     """A page offers several feeds and nobody chose (or the choice was out of range): ``candidates`` lists them."""
 
-    def __init__(self, page: str, candidates: Sequence[Candidate], problem: str = "") -> None:
+    def __init__(
+        self, page: str, candidates: Sequence[Candidate], problem: str = "", followed: Sequence[str] = ()
+    ) -> None:
         self.page = page
         self.candidates = list(candidates)
+        more = f" not followed yet (and {len(followed)} followed already)" if followed else ""
         lines = [
-            f"{problem + '; ' if problem else ''}{page} offers {len(candidates)} feeds; choose with --pick N (or --all):"
+            f"{problem + '; ' if problem else ''}{page} offers {len(candidates)} feeds{more}; "
+            "choose with --pick N (or --all):"
         ]
         lines += [f"  {i}. {c.describe()}" for i, c in enumerate(candidates, start=1)]
+        lines += [f"  -  {line}" for line in followed]
         super().__init__("\n".join(lines))
 
 
@@ -541,17 +546,22 @@ def _add_url(
             f'not added: {probe.page} is a web page with no feed: it has no <link rel="alternate"> to one, '
             f"and none of {paths} answered with a feed"
         )
-    chosen = _choose(probe, pick, pick_all, choose)
+    # the feeds already followed are marked, never offered: a choice is only among the new ones
+    followed = {
+        c.url: reason
+        for c in probe.candidates
+        if (reason := _duplicate_reason(settings, from_feed_url(c.url), existing))
+    }
+    if len(followed) == len(probe.candidates):
+        listed = "".join(f"\n  {c.describe()}: {followed[c.url]}" for c in probe.candidates)
+        found = 'its <link rel="alternate">' if not probe.tried_paths else "common paths"
+        raise SourceError(f"not added: every feed {probe.page} offers ({found}) is followed already:{listed}")
+    report.skipped += [(c.url, followed[c.url]) for c in probe.candidates if c.url in followed]
+    fresh = replace(probe, candidates=[c for c in probe.candidates if c.url not in followed])
+    marked = [f"{c.describe()}: {followed[c.url]}" for c in probe.candidates if c.url in followed]
+    chosen = _choose(fresh, pick, pick_all, choose, marked)
     name = new.name if len(chosen) == 1 else None
-    wanted: list[NewSource] = []
-    for candidate in chosen:
-        source = replace(from_feed_url(candidate.url), name=name)  # named by the feed's own title once checked
-        if reason := _duplicate_reason(settings, source, existing):
-            report.skipped.append((candidate.url, reason))
-        else:
-            wanted.append(source)
-    if not wanted:
-        raise SourceError(f"not added: {report.skipped[0][0]}: {report.skipped[0][1]}")
+    wanted = [replace(from_feed_url(c.url), name=name) for c in chosen]  # named by the feed's title once checked
     results = _run(settings, now, lambda ctx: asyncio.gather(*(_check_or_none(ctx, s) for s in wanted)))
     added = []
     for source, result in zip(wanted, results, strict=True):
@@ -564,18 +574,23 @@ def _add_url(
     return added
 
 
-def _choose(probe: _Probe, pick: int | None, pick_all: bool, choose: Chooser | None) -> list[Candidate]:
+def _choose(
+    probe: _Probe, pick: int | None, pick_all: bool, choose: Chooser | None, followed: Sequence[str] = ()
+) -> list[Candidate]:
+    """The candidates to add: --all, --pick N, the only one, or the chooser's; ``followed`` (described)
+    are listed beside them when a choice is needed."""
     candidates = probe.candidates
     if pick_all:
         return candidates
     if pick is not None:
         if not 1 <= pick <= len(candidates):
-            raise ChoiceNeeded(probe.page, candidates, f"--pick {pick} is not one of 1 to {len(candidates)}")
+            problem = f"--pick {pick} is not one of 1 to {len(candidates)}"
+            raise ChoiceNeeded(probe.page, candidates, problem, followed)
         return [candidates[pick - 1]]
     if len(candidates) == 1:
         return candidates
     if choose is None:
-        raise ChoiceNeeded(probe.page, candidates)
+        raise ChoiceNeeded(probe.page, candidates, followed=followed)
     indexes = choose(probe.page, candidates)
     if not indexes:
         raise SourceError("nothing chosen; nothing added")

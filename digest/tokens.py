@@ -1,4 +1,4 @@
-"""Signed, expiring, single-purpose tokens for subscriber links (unsubscribe, preferences, confirm)."""
+"""Signed, expiring, single-purpose tokens for subscriber links (unsubscribe, preferences, confirm, feedback)."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ from .errors import DigestError
 __all__ = ["TokenError", "make_token", "read_token"]
 
 # How long a link in an email stays good, per purpose (seconds).
-LIFETIMES = {"unsubscribe": 365 * 86400, "preferences": 90 * 86400, "confirm": 7 * 86400}
+LIFETIMES = {"unsubscribe": 365 * 86400, "preferences": 90 * 86400, "confirm": 7 * 86400, "feedback": 60 * 86400}
 
 
 class TokenError(DigestError):

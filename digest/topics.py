@@ -247,6 +247,8 @@ _MIN_TOPIC_SEEDS = 8  # a topic's own seed posts needed for the batch to place i
 _MIN_CHATTER = 20  # chatter seeds needed to place the threshold from the batch; fewer: the fixed threshold
 _CHATTER_QUANTILE = 0.995  # the threshold sits where this share of the batch's chatter seeds scores below
 _THRESHOLD_RANGE = (0.38, 0.5)  # ... but never looser than this, nor stricter than the default threshold
+_PRIOR_WEIGHT = 0.3  # how far a topic's rarity in the batch raises its threshold (0: not at all, 1: Bayes' full shift)
+_PRIOR_SHARE_RANGE = (0.01, 0.99)  # a share estimated from a batch is never taken as more certain than this
 
 
 def _dedupe(keywords: Iterable[str]) -> tuple[_Keyword, ...]:
@@ -459,6 +461,7 @@ class TopicFilter:
         self._model: _Fit | None = None
         self._probs = np.zeros((0, 0))
         self._offset = np.zeros(len(self.specs))
+        self._prior = np.zeros(len(self.specs))  # per topic, the log-odds shift for the batch's topic shares
         self._seeds = np.zeros(0, dtype=np.int64)  # batch order: the class each post's keywords point to, or -1
 
     @property
@@ -488,6 +491,7 @@ class TopicFilter:
                 self._model = _learn(batch, ev, profiles, keys, self._guesses())
                 self._probs = self._class_probabilities()
                 self._offset = self._chatter_offsets(self._seeds)
+            self._prior = self._prior_shift()
         return self
 
     def _guesses(self) -> np.ndarray:
@@ -524,6 +528,27 @@ class TopicFilter:
         offsets[learned] = -np.log(q / (1 - q))
         return offsets
 
+    def _prior_shift(self) -> np.ndarray:
+        """Per topic, the log-odds shift for how common the topic is in this batch against chatter.
+
+        The model learns with every class weighing the same, so its odds are those of a batch in which a topic
+        and chatter are equally common. In a week where a topic is 5% of the posts, a post with even odds is
+        still far more likely chatter. The shares are estimated from the batch itself, as the share of posts
+        kept under each topic and under none with the thresholds as placed, and a topic rarer than chatter
+        has its placed threshold raised by `_PRIOR_WEIGHT` of Bayes' shift. A topic more common than chatter
+        keeps its threshold: lowering it would keep more of the little chatter such a week has.
+        """
+        batch, _ = self._fitted()
+        k = len(self.specs)
+        placed = self._offset != _UNPLACED_SHIFT
+        rows = int(batch.nonempty.sum())
+        if self._model is None or not placed.any() or rows == 0:
+            return np.zeros(k)
+        kept = self._kept_rows(np.zeros(k))[batch.nonempty]
+        topic = np.clip(kept.sum(axis=0) / rows, *_PRIOR_SHARE_RANGE)
+        chatter = np.clip((~kept.any(axis=1)).sum() / rows, *_PRIOR_SHARE_RANGE)
+        return np.where(placed, _PRIOR_WEIGHT * np.minimum(np.log(topic / chatter), 0.0), 0.0)
+
     def _class_probabilities(self) -> np.ndarray:
         """Batch rows x (topics + chatter), from the model, or from keyword margins when there is none."""
         batch, ev = self._fitted()
@@ -541,26 +566,33 @@ class TopicFilter:
     def probabilities(self) -> tuple[np.ndarray, np.ndarray]:
         """Posts x topics probabilities (each topic against chatter), and each post's chatter probability;
         in the caller's order. Posts with no words score 0 and 0.5."""
+        against, chatter = self._against(self._prior)
+        return against[self._rank], chatter[self._rank]
+
+    def _against(self, prior: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """`probabilities` in batch order, with this prior shift."""
         batch, _ = self._fitted()
-        probs = self._probs[self._rank]
-        nonempty = batch.nonempty[self._rank]
-        against = _expit(_log_odds_against_chatter(probs) + self._offset)
-        return np.where(nonempty[:, None], against, 0.0), np.where(nonempty, probs[:, -1], 0.5)
+        against = _expit(_log_odds_against_chatter(self._probs) + self._offset + prior)
+        return np.where(batch.nonempty[:, None], against, 0.0), np.where(batch.nonempty, self._probs[:, -1], 0.5)
 
     def kept(self) -> np.ndarray:
         """Posts x topics, True where the post is kept under the topic."""
-        against, _ = self.probabilities()
-        thresholds = np.array(list(self._thresholds().values()))
+        return self._kept_rows(self._prior)[self._rank]
+
+    def _kept_rows(self, prior: np.ndarray) -> np.ndarray:
+        """`kept` in batch order, with this prior shift."""
+        batch, ev = self._fitted()
         if not self.specs:
-            return np.zeros((len(self._rank), 0), dtype=bool)
-        topic = self._probs[self._rank][:, :-1]
+            return np.zeros((len(batch.docs), 0), dtype=bool)
+        against, _ = self._against(prior)
+        thresholds = np.array(list(self._thresholds().values()))
+        topic = self._probs[:, :-1]
         best = topic.max(axis=1, keepdims=True)
         contender = (topic >= best) | (topic >= _SECOND_TOPIC * best)
         kept = (against >= thresholds) & contender & (against > 0)
         # Too little to place the threshold: the keywords keep their posts (unless the curator set one).
         unplaced = (self._offset == _UNPLACED_SHIFT) & np.array([s.threshold is None for s in self.specs])
-        batch, ev = self._fitted()
-        return kept | (ev.calls(batch.nonempty)[self._rank] & unplaced)
+        return kept | (ev.calls(batch.nonempty) & unplaced)
 
     def decisions(self) -> list[Decision]:
         """One `Decision` per post of the fitted batch, in order."""

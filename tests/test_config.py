@@ -153,7 +153,7 @@ def test_check_never_prints_the_database_password(
 
 
 def test_missing_file_says_how_to_create_one(tmp_path: Path) -> None:
-    with pytest.raises(ConfigError, match=r"not found; copy the example feeds\.toml"):
+    with pytest.raises(ConfigError, match=r"not found; `digest init` writes a starter one there"):
         config.load(tmp_path / "nope.toml")
 
 

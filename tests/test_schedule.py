@@ -112,7 +112,7 @@ def test_a_crashed_run_is_taken_over_only_when_its_lease_lapses(setup) -> None: 
     clock[0] = SEND_AT + LEASE + timedelta(minutes=1)
     assert ("send", "2026-W47", "done") in restarted.run_pending()
     assert runs.sends() == 1
-    assert store.job("send", "2026-W47")["attempts"] == 2  # type: ignore[index]
+    assert store.job("send", "2026-W47").attempts == 2  # type: ignore[union-attr]
 
 
 def test_a_live_run_keeps_its_lease_by_renewing_it(setup) -> None:  # type: ignore[no-untyped-def]
@@ -122,7 +122,7 @@ def test_a_live_run_keeps_its_lease_by_renewing_it(setup) -> None:  # type: igno
     later = SEND_AT + LEASE + timedelta(minutes=1)
     assert not store.claim_job("send", "2026-W47", "b:2", later, lease=LEASE, retry_after=RETRY_AFTER)
     store.renew_job("send", "2026-W47", "b:2", later)  # another owner cannot renew it
-    assert store.job("send", "2026-W47")["owner"] == "a:1"  # type: ignore[index]
+    assert store.job("send", "2026-W47").owner == "a:1"  # type: ignore[union-attr]
 
 
 def test_a_failed_week_is_retried_after_a_pause_and_then_never_again(setup, caplog) -> None:  # type: ignore[no-untyped-def]
@@ -197,7 +197,7 @@ def test_the_real_weekly_job_sends_once_through_smtp_across_a_restart(tmp_path: 
                 ran = Scheduler(settings, store, weekly=weekly_job, owner=owner).run_pending()
                 assert [n for n, _, _ in ran if n == "send"] == (["send"] if owner == "first:1" else [])
             week = send_due(settings, clock.now())
-            assert store.job("send", week)["status"] == "done"  # type: ignore[arg-type,index]
+            assert store.job("send", week).status == "done"  # type: ignore[arg-type,union-attr]
     assert sink.by_recipient() == {"ana@example.org": 1}
 
 
@@ -221,7 +221,7 @@ async def main():
         deadline = time.monotonic() + 120
         while time.monotonic() < deadline:
             week = send_due(settings, clock.now())
-            if clock.now() > after and week and (store.job("send", week) or {{}}).get("status") == "done":
+            if clock.now() > after and week and getattr(store.job("send", week), "status", None) == "done":
                 break
             await asyncio.sleep(0.1)
         ticking.cancel()
@@ -272,8 +272,8 @@ def test_two_schedules_on_one_database_send_the_week_once_and_collect_once(
     assert [http_server.hits(f"/feed/{f}") for f in range(3)] == [1, 1, 1], logs  # collected once, not per schedule
     with Store.open(store_url) as store:
         week = store.job("send", "2026-W47")
-        assert week is not None and week["status"] == "done" and week["attempts"] == 1
+        assert week is not None and week.status == "done" and week.attempts == 1
         for slot in ("2026-11-21T12:00:00Z", "2026-11-21T13:00:00Z"):
             job = store.job("collect", slot)
-            assert job is not None and job["status"] == "done" and job["attempts"] == 1, (slot, job)
+            assert job is not None and job.status == "done" and job.attempts == 1, (slot, job)
         assert {d.status for d in store.deliveries("2026-W47")} == {"sent"}

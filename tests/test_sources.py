@@ -450,6 +450,47 @@ def test_page_with_no_feed_anywhere_is_refused(tmp_path: Path, http_server: Test
     assert http_server.hits("/about/feed.xml") == 1 and http_server.hits("/feed.xml") == 1  # below and at the root
 
 
+def _follow(path: Path, *feeds: str) -> None:
+    with path.open("a", encoding="utf-8") as out:
+        out.writelines(f'\n[[sources]]\nfeed = "{feed}"\n' for feed in feeds)
+
+
+def test_a_page_whose_feeds_are_all_followed_says_so_naming_each_line(
+    tmp_path: Path, http_server: TestServer, capsys: pytest.CaptureFixture[str]
+) -> None:
+    path = write_config(tmp_path, http_server)
+    page = serve_page(http_server, "/", "none.html")  # no <link rel="alternate">: common paths answer
+    feeds = [serve_feed(http_server, p) for p in ("/feed", "/rss", "/atom.xml")]
+    _follow(path, *feeds)
+    before = path.read_bytes()
+    lines = path.read_text(encoding="utf-8").splitlines()
+    assert run_cli("--config", str(path), "sources", "add", page) == 1  # nothing to choose: not bad usage
+    error = capsys.readouterr().err
+    assert f"not added: every feed {page} offers (common paths) is followed already:" in error
+    for feed in feeds:
+        line = lines.index(f'feed = "{feed}"')  # the [[sources]] header above it, 1-based
+        assert f"<{feed}>: already followed: {path}:{line}: feed = '{feed}'" in error
+    assert "--pick" not in error and path.read_bytes() == before
+
+
+def test_feeds_already_followed_are_marked_and_never_offered(
+    tmp_path: Path, http_server: TestServer, capsys: pytest.CaptureFixture[str]
+) -> None:
+    path = write_config(tmp_path, http_server)
+    page = serve_page(http_server, "/", "none.html")
+    followed, *fresh = [serve_feed(http_server, p) for p in ("/feed", "/rss", "/atom.xml")]
+    _follow(path, followed)
+    assert run_cli("--config", str(path), "sources", "add", page) == 2  # two new ones: choose
+    error = capsys.readouterr().err
+    assert f"{page} offers 2 feeds not followed yet (and 1 followed already); choose with --pick N" in error
+    assert f"1. feed 'Health IT Weekly' <{fresh[0]}>\n  2. feed 'Health IT Weekly' <{fresh[1]}>\n" in error
+    assert f"  -  feed 'Health IT Weekly' <{followed}>: already followed: {path}:" in error
+    assert run_cli("--config", str(path), "sources", "add", page, "--pick", "2") == 0
+    shown = capsys.readouterr()
+    assert f"skipped {followed}: already followed" in shown.err
+    assert [s.feed for s in config.load(path).sources if isinstance(s, config.FeedSource)][-1] == fresh[1]
+
+
 @pytest.mark.skipif(not SHARED_PAGES.is_dir(), reason="../shared/data/feeds/miniflux_encoding is not there")
 @pytest.mark.parametrize("name", sorted(p.name for p in SHARED_PAGES.glob("*.html")) if SHARED_PAGES.is_dir() else [])
 def test_real_pages_without_feed_links(tmp_path: Path, http_server: TestServer, name: str) -> None:

@@ -320,3 +320,34 @@ def test_in_a_tiny_week_a_post_whose_keywords_tie_between_topics_is_kept_under_b
     assert set(decisions[0].topics) == {"Health IT", "Interoperability"}
     assert decisions[1].topics == ("Health IT",) and decisions[2].topics == ("Interoperability",)
     assert decisions[3].topics == decisions[4].topics == ()
+
+
+def test_a_topic_rare_in_its_week_needs_more_to_be_kept(
+    dev: tuple[list[str], list[set[str]]], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """In a week that is 5% topic, even odds still mean chatter: the topic's threshold rises with its rarity
+    (`_prior_shift`), which keeps fewer chatter posts and scores better than the balanced threshold on the
+    same batches. In a week that is mostly topic, nothing moves, so the little chatter it has stays dropped."""
+    from digest import topics
+    from digest.evaluate import sample_rows, score
+
+    texts, labels = dev
+    on_topic = np.array([bool(label) for label in labels])
+
+    def f1_and_shift(share: float, weight: float) -> tuple[float, float]:
+        monkeypatch.setattr(topics, "_PRIOR_WEIGHT", weight)
+        f1s, shifts = [], []
+        for seed in range(3):
+            rows = sample_rows(on_topic, share, 900, np.random.default_rng((7, seed))).tolist()
+            fitted = TopicFilter(_dev_topics()).fit([texts[i] for i in rows])
+            kept = [set(d.topics) for d in fitted.decisions()]
+            f1s.append(score([labels[i] for i in rows], kept, ["Healthcare"])["topics"]["Healthcare"]["f1"])
+            shifts.append(float(fitted._prior[0]))
+        return float(np.mean(f1s)), float(np.mean(shifts))
+
+    weight = topics._PRIOR_WEIGHT
+    balanced, none = f1_and_shift(0.05, 0.0)
+    shifted, shift = f1_and_shift(0.05, weight)
+    assert none == 0.0 and shift < -0.3, shift  # about 0.3 x log(9% / 91%) in log-odds
+    assert shifted >= balanced + 0.03, (balanced, shifted)
+    assert f1_and_shift(0.95, weight)[1] == 0.0

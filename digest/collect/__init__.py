@@ -391,6 +391,7 @@ async def _run_job(
         notes.append(f"taken over from {took_over}, whose run stopped before storing it")
     new = await writer.save(job.key, outcome.posts, state)
     status = "not_modified" if outcome.not_modified else "ok"
+    log.info("%s: %s, %d posts read, %d new", job.key, status.replace("_", " "), len(outcome.posts), new)
     return SourceResult(job.key, job.kind, status, len(outcome.posts), new, notes=notes)
 
 
@@ -448,4 +449,5 @@ async def _record_failure(
     else:
         state.next_attempt = None
     await writer.save(job.key, [], state)
+    log.info("%s: failed: %s", job.key, state.last_error)
     return SourceResult(job.key, job.kind, "failed", error=state.last_error)

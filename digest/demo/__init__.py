@@ -182,7 +182,7 @@ def run_demo(folder: Path, *, now: datetime | None = None, say: Callable[[str], 
     sample posts dated in the hours before it, so the edition it sends holds the whole sample week."""
     from .. import config
     from ..collect import collect
-    from ..compose import Edition, personalize
+    from ..compose import personalize
     from ..delivery import links_for, send_week
     from ..periods import last_completed
     from ..pipeline import composer_from_run
@@ -204,14 +204,14 @@ def run_demo(folder: Path, *, now: datetime | None = None, say: Callable[[str], 
             assert run is not None
             composer = composer_from_run(settings, store, run, week=sent.week, now=now)
             edition = next(iter(store.editions(sent.week).values()))
-    topics = list(edition["topics"])
+    topics = list(edition.topics)
     counts = composer.counts(topics)
     kept = {topic: [_line(s.post) for s in stories] for topic, stories in composer.assign(topics).items()}
     dropped = [_line(s.post) for s in composer.left_out]
     links = links_for(settings, _sample()["subscriber"])
     preview = folder / f"digest-{sent.week}.html"
     copy = personalize(
-        Edition(sent.week, edition["subject"], edition["html"], edition["text"], edition["topics"]),
+        edition,
         unsubscribe_url=links.unsubscribe,
         preferences_url=links.preferences,
         name="there",

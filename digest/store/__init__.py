@@ -3,7 +3,8 @@
 `Store` (`_protocol`) is the seam callers type against; `SQLStore` (`_sqlstore`) implements it with
 one private module per table group, each a `Records` mixin: `_sources` (endpoint state,
 claims on sources), `_posts`, `_decisions` (filter runs), `_subscribers` (and suppressions),
-`_editions`, `_deliveries` (claims on deliveries, `DeliveryLog`) and `_jobs` (the serve schedule);
+`_editions`, `_deliveries` (claims on deliveries, `DeliveryLog`), `_jobs` (the serve schedule) and `_signals`
+(readers' feedback);
 `_schema` holds the tables and migrations, `_engine` the connection, and `leases` names who holds a claim.
 
 A fresh database is created at the newest schema; an existing one is migrated step by step in a

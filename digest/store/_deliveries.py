@@ -12,7 +12,7 @@ import sqlalchemy as sa
 from sqlalchemy.engine import Engine
 
 from ..errors import LostClaim
-from ..models import Delivery
+from ..models import Delivery, DeliveryStatus
 from . import leases
 from ._engine import Records, guarded
 from ._schema import deliveries
@@ -54,7 +54,9 @@ class DeliveryLog:
         self.fast.commit()
 
     @guarded("record a delivery")
-    def mark(self, delivery: Delivery, status: str, now: datetime, *, durable: bool = True, **values: Any) -> Delivery:
+    def mark(
+        self, delivery: Delivery, status: DeliveryStatus, now: datetime, *, durable: bool = True, **values: Any
+    ) -> Delivery:
         """Move one delivery to ``status`` (with answer, error, attempts or lease) and commit.
 
         Raises `LostClaim` when the run no longer holds the delivery (its lease lapsed and another run
@@ -128,7 +130,7 @@ class DeliveryRecords(Records):
         limit: int,
         only: Collection[str] | None = None,
         gone: Callable[[str], bool] = leases.is_gone,
-    ) -> list[tuple[Delivery, str]]:
+    ) -> list[tuple[Delivery, DeliveryStatus]]:
         """Claim up to ``limit`` of the week's unfinished deliveries for ``owner``: queued ones, and those
         whose holder's lease lapsed or whose holder is gone (see `leases`). Each row is taken by a
         compare-and-set on the status and owner read, so two runs never hold the same delivery.
@@ -157,7 +159,7 @@ class DeliveryRecords(Records):
         chosen = [r for r in rows if free(r)]
         if not chosen:
             return []
-        claimed: dict[str, str] = {}
+        claimed: dict[str, DeliveryStatus] = {}
         with self.engine.begin() as conn:  # the first statement writes: SQLite takes its write lock at once
             for r in chosen:  # past the rows another run took since they were read, up to the limit
                 if len(claimed) >= limit:

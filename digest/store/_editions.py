@@ -4,10 +4,10 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from datetime import datetime
-from typing import Any
 
 import sqlalchemy as sa
 
+from ..models import Edition
 from ._engine import Records, guarded
 from ._schema import deliveries, editions
 from ._sql import from_json, insert_new
@@ -19,34 +19,35 @@ class EditionRecords(Records):
     """Each week's editions."""
 
     @guarded("store editions")
-    def save_editions(
-        self, week: str, items: Sequence[tuple[str, Sequence[str], str, str, str]], now: datetime
-    ) -> None:
-        """Keep a week's editions as first composed: (path, topics, subject, html, text), html and text
-        with their placeholders. A re-run of the week sends the same editions."""
+    def save_editions(self, week: str, items: Sequence[Edition], now: datetime) -> None:
+        """Keep a week's editions as first composed (html and text with their placeholders), by path.
+        A re-run of the week sends the same editions."""
         with self.engine.begin() as conn:
             have = set(conn.execute(sa.select(editions.c.path).where(editions.c.week == week)).scalars())
             rows = [
                 {
                     "week": week,
-                    "path": path,
-                    "topics": list(topics),
-                    "subject": subject,
-                    "html": html,
-                    "text": text,
+                    "path": e.path,
+                    "topics": list(e.topics),
+                    "subject": e.subject,
+                    "html": e.html,
+                    "text": e.text,
                     "created_at": now,
                 }
-                for path, topics, subject, html, text in items
-                if path not in have
+                for e in items
+                if e.path not in have
             ]
             insert_new(conn, editions, rows)  # a second run composing the week at once keeps the first set
 
     @guarded("read editions")
-    def editions(self, week: str) -> dict[str, dict[str, Any]]:
+    def editions(self, week: str) -> dict[str, Edition]:
         """A week's stored editions by path."""
         with self.engine.connect() as conn:
             rows = conn.execute(sa.select(editions).where(editions.c.week == week).order_by(editions.c.path))
-            return {r.path: {**r._asdict(), "topics": tuple(from_json(r.topics))} for r in rows}
+            return {
+                r.path: Edition(r.week, r.subject, r.html, r.text, tuple(from_json(r.topics)), r.path, r.created_at)
+                for r in rows
+            }
 
     @guarded("read the weeks with editions")
     def weeks(self) -> list[str]:

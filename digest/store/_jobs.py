@@ -3,10 +3,10 @@
 from __future__ import annotations
 
 from datetime import datetime, timedelta
-from typing import Any
 
 import sqlalchemy as sa
 
+from ..models import Job, JobStatus
 from ._engine import Records, guarded
 from ._schema import jobs
 
@@ -58,7 +58,7 @@ class JobRecords(Records):
             )
 
     @guarded("record a job's end")
-    def finish_job(self, name: str, period: str, status: str, detail: str, now: datetime) -> None:
+    def finish_job(self, name: str, period: str, status: JobStatus, detail: str, now: datetime) -> None:
         """Record how a job ended: ``done`` (never run again for the period) or ``failed`` (retried later)."""
         with self.engine.begin() as conn:
             conn.execute(
@@ -68,8 +68,8 @@ class JobRecords(Records):
             )
 
     @guarded("read a job")
-    def job(self, name: str, period: str) -> dict[str, Any] | None:
+    def job(self, name: str, period: str) -> Job | None:
         """One job's record, or None when it never ran."""
         with self.engine.connect() as conn:
             row = conn.execute(sa.select(jobs).where(jobs.c.name == name, jobs.c.period == period)).first()
-        return row._asdict() if row else None
+        return Job(**row._asdict()) if row else None

@@ -10,7 +10,8 @@ from collections.abc import Callable, Collection, Iterable, Sequence
 from datetime import datetime, timedelta
 from typing import Any, Protocol
 
-from ..models import Decision, Delivery, Post, Recipient, SourceState
+from ..feedback import Signal
+from ..models import Decision, Delivery, DeliveryStatus, Edition, Job, JobStatus, Post, Recipient, SourceState
 from . import leases
 from ._decisions import FilterRun
 from ._deliveries import DeliveryLog
@@ -21,7 +22,7 @@ __all__ = ["Store"]
 
 
 class Store(Protocol):
-    """Posts, sources, the filter's record, subscribers, editions, deliveries and jobs, with the claims
+    """Posts, sources, the filter's record, subscribers, editions, deliveries, jobs and readers' signals, with the claims
     and leases that let several processes share them. Every database error is a `StoreError`."""
 
     @staticmethod
@@ -179,14 +180,12 @@ class Store(Protocol):
 
     # -- editions ------------------------------------------------------------------------
 
-    def save_editions(
-        self, week: str, items: Sequence[tuple[str, Sequence[str], str, str, str]], now: datetime
-    ) -> None:
-        """Keep a week's editions as first composed: (path, topics, subject, html, text), html and text with their
-        placeholders. A re-run of the week sends the same editions."""
+    def save_editions(self, week: str, items: Sequence[Edition], now: datetime) -> None:
+        """Keep a week's editions as first composed (html and text with their placeholders), by path.
+        A re-run of the week sends the same editions."""
         ...
 
-    def editions(self, week: str) -> dict[str, dict[str, Any]]:
+    def editions(self, week: str) -> dict[str, Edition]:
         """A week's stored editions by path."""
         ...
 
@@ -215,7 +214,7 @@ class Store(Protocol):
         limit: int,
         only: Collection[str] | None = None,
         gone: Callable[[str], bool] = leases.is_gone,
-    ) -> list[tuple[Delivery, str]]:
+    ) -> list[tuple[Delivery, DeliveryStatus]]:
         """Claim up to ``limit`` of the week's unfinished deliveries for ``owner``: queued ones, and those whose
         holder's lease lapsed or whose holder is gone (see `leases`). Each row is taken by a compare-and-set on
         the status and owner read, so two runs never hold the same delivery."""
@@ -251,12 +250,35 @@ class Store(Protocol):
         """Extend the lease of a job this owner is running."""
         ...
 
-    def finish_job(self, name: str, period: str, status: str, detail: str, now: datetime) -> None:
+    def finish_job(self, name: str, period: str, status: JobStatus, detail: str, now: datetime) -> None:
         """Record how a job ended: ``done`` (never run again for the period) or ``failed`` (retried later)."""
         ...
 
-    def job(self, name: str, period: str) -> dict[str, Any] | None:
+    def job(self, name: str, period: str) -> Job | None:
         """One job's record, or None when it never ran."""
+        ...
+
+    # -- readers' signals and the examples accepted from them ------------------------------
+
+    def record_signal(self, signal: Signal) -> None:
+        """Keep a reader's signal: one per reader, post and topic; the other button replaces it."""
+        ...
+
+    def undo_signal(self, email: str, post_id: str, topic: str) -> bool:
+        """Take a reader's signal back; True when there was one."""
+        ...
+
+    def signals(self, *, email: str | None = None, post_id: str | None = None) -> list[Signal]:
+        """Signals, oldest first: one reader's, one post's, or (neither given) all (anonymous ones: email "")."""
+        ...
+
+    def accept_examples(self, items: Sequence[tuple[str, str, str, bool]], origin: str, now: datetime) -> None:
+        """Keep (topic, post id, text, label) as accepted examples (origin: curator or readers); accepting a
+        post again replaces its label."""
+        ...
+
+    def examples(self) -> list[dict[str, Any]]:
+        """Every accepted example: topic, post_id, text, label, origin, accepted_at."""
         ...
 
 

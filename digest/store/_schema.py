@@ -202,6 +202,31 @@ jobs = sa.Table(
     sa.Column("updated_at", UTCDateTime, nullable=False),  # the lease: a running job renews it
 )
 
+signals = sa.Table(  # readers' "not for me" / "more like this" (issue 17); see `_signals.SignalRecords`
+    "signals",
+    metadata,
+    sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
+    sa.Column("email", sa.String, nullable=True),  # null once the reader unsubscribed: an anonymous count
+    sa.Column("post_id", sa.String, nullable=False, index=True),
+    sa.Column("topic", sa.String, nullable=False),
+    sa.Column("kind", sa.String, nullable=False),  # less, more
+    sa.Column("text", sa.Text, nullable=False),  # the post's document, so the signal outlives the post
+    sa.Column("author", sa.String, nullable=False),  # the post's account key (`rank.account_key`)
+    sa.Column("created_at", UTCDateTime, nullable=False),
+    sa.UniqueConstraint("email", "post_id", "topic", name="uq_signals_reader"),
+)
+
+examples = sa.Table(  # signals a curator (or enough agreeing readers) turned into a topic's labelled examples
+    "examples",
+    metadata,
+    sa.Column("topic", sa.String, primary_key=True),
+    sa.Column("post_id", sa.String, primary_key=True),
+    sa.Column("text", sa.Text, nullable=False),
+    sa.Column("label", sa.Boolean, nullable=False),  # True: about the topic, False: not
+    sa.Column("origin", sa.String, nullable=False),  # curator, readers (auto-accepted)
+    sa.Column("accepted_at", UTCDateTime, nullable=False),
+)
+
 # A fixed salt, not the [subscription] secret: a suppression must outlive a rotated secret and work
 # for the command line with no secret at all. It only makes the hashes digest's own; an address
 # can still be tested against the list by someone who has the database and guesses it.
@@ -251,6 +276,7 @@ MIGRATIONS: dict[int, Sequence[Migration]] = {
     7: [_add_columns("sources", _CLAIM_COLUMNS)],  # several collect runs share the sources: claims and leases
     8: [_add_columns("sources", {"body_hash": "VARCHAR NOT NULL DEFAULT ''"})],  # an unchanged feed is not parsed
     9: [_add_columns("sources", {"title": "VARCHAR NOT NULL DEFAULT ''"})],  # publication names on cards
+    10: [lambda conn: metadata.create_all(conn, tables=[signals, examples])],  # readers' feedback, accepted examples
 }
 SCHEMA_VERSION = 1 + len(MIGRATIONS)
 

@@ -17,6 +17,7 @@ from ._engine import display_url, raise_environment_failure, retried, sqlite_pra
 from ._jobs import JobRecords
 from ._posts import PostRecords
 from ._schema import Migration, migrate, schema_info
+from ._signals import SignalRecords
 from ._sources import SourceRecords
 from ._subscribers import SubscriberRecords
 
@@ -31,7 +32,14 @@ def _newest() -> tuple[dict[int, Sequence[Migration]], int]:
 
 
 class SQLStore(
-    SourceRecords, PostRecords, DecisionRecords, SubscriberRecords, EditionRecords, DeliveryRecords, JobRecords
+    SourceRecords,
+    PostRecords,
+    DecisionRecords,
+    SubscriberRecords,
+    EditionRecords,
+    DeliveryRecords,
+    JobRecords,
+    SignalRecords,
 ):
     """`Store` over SQLAlchemy: every table's records behind one engine; open with `SQLStore.open`."""
 

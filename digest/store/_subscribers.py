@@ -11,7 +11,7 @@ from sqlalchemy.engine import Connection
 
 from ..models import Recipient
 from ._engine import Records, guarded
-from ._schema import deliveries, subscribers, suppression_hash, suppressions
+from ._schema import deliveries, signals, subscribers, suppression_hash, suppressions
 from ._sql import from_json
 
 __all__ = ["SubscriberRecords"]
@@ -113,7 +113,7 @@ class SubscriberRecords(Records):
     def unsubscribe(self, email: str, now: datetime) -> bool:
         """Forget an address and keep only its suppression (hash and date), in one transaction: the
         subscriber row goes, and its past deliveries keep only a pseudonym (so the archive still
-        knows which weeks went out). True when it was a subscriber."""
+        knows which weeks went out) and its signals only as anonymous counts. True when it was a subscriber."""
         email = email.strip().lower()
         with self.engine.begin() as conn:
             gone = conn.execute(subscribers.delete().where(subscribers.c.email == email)).rowcount
@@ -122,6 +122,7 @@ class SubscriberRecords(Records):
                 .where(deliveries.c.email == email)
                 .values(email="unsubscribed:" + suppression_hash(email)[:32], message_id="", answer="", error="")
             )
+            conn.execute(signals.update().where(signals.c.email == email).values(email=None))  # counts only
             self._suppress(conn, email, now)
         return bool(gone)
 

@@ -16,6 +16,8 @@ Routes::
     GET  /unsubscribe/{token}         a page with an "Unsubscribe" button
     POST /unsubscribe/{token}         unsubscribe (also RFC 8058 one-click: List-Unsubscribe=One-Click)
     GET  /manage                      how to change topics or unsubscribe (the archive's footer links here)
+    GET  /feedback/{token}            a card's "Not for me" / "More like this": the post and a button
+    POST /feedback/{token}            record that reader's signal (or, with action=undo, take it back)
     GET  /editions                    the index of sent editions
     GET  /editions/{week}             a week's edition, as sent but without any reader's links
     GET  /editions/{week}/left-out    the posts the topic filter left out that week
@@ -25,7 +27,8 @@ Routes::
     GET  /healthz                     "ok", for a reverse proxy or a monitor
 
 Modules: `security` (headers, body limit, CSRF, rate limits), `site` (shared state, rendering, and the
-one place errors become responses), `subscription` (the reader's pages), `archive` (the public pages).
+one place errors become responses), `subscription` (the reader's pages), `feedback` (a card's links), `archive`
+(the public pages).
 """
 
 from __future__ import annotations
@@ -46,6 +49,7 @@ from ..errors import DigestError
 from ..mail import Messenger
 from ..store import Store
 from .archive import ArchivePages
+from .feedback import FeedbackPages
 from .security import (
     ARCHIVE_CSP,
     BODY_LIMIT,
@@ -95,7 +99,7 @@ def create_app(
     """The ASGI app for ``digest serve``. ``now`` is the clock, ``messenger`` makes the messenger for
     confirmation emails (default: `[mail]`), ``scheduler`` runs beside the pages while the app serves."""
     site = Site(settings, store, now, messenger)
-    pages, archive = SubscriptionPages(site), ArchivePages(site)
+    pages, archive, feedback = SubscriptionPages(site), ArchivePages(site), FeedbackPages(site)
     routes = [
         Route("/", pages.home, methods=["GET"]),
         Route("/subscribe", pages.subscribe, methods=["POST"]),
@@ -106,6 +110,8 @@ def create_app(
         Route("/unsubscribe/{token}", pages.unsubscribe_page, methods=["GET"]),
         Route("/unsubscribe/{token}", pages.unsubscribe, methods=["POST"]),
         Route("/manage", pages.manage, methods=["GET"]),
+        Route("/feedback/{token}", feedback.show, methods=["GET"]),
+        Route("/feedback/{token}", feedback.press, methods=["POST"]),
         Route("/editions", archive.editions, methods=["GET"]),
         Route("/editions/{week}", archive.week, methods=["GET"]),
         Route("/editions/{week}/left-out", archive.left_out, methods=["GET"]),

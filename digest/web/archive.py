@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import re
 from datetime import UTC
-from typing import Any
 from urllib.parse import urlsplit
 from zoneinfo import ZoneInfo
 
@@ -14,7 +13,8 @@ from starlette.requests import Request
 from starlette.responses import HTMLResponse, PlainTextResponse, Response
 
 from ..clean import safe_url
-from ..compose import Edition, edition_path, personalize, selection
+from ..compose import edition_path, personalize, selection
+from ..models import Edition
 from .security import ARCHIVE_CSP
 from .site import Section
 
@@ -35,17 +35,21 @@ class ArchivePages(Section):
         found = []
         for week in self.store.sent_weeks():
             main = self._main_edition(week)
-            found.append({"week": week, "label": week, "subject": main["subject"] if main else ""})
+            found.append({"week": week, "label": week, "subject": main.subject if main else ""})
         return found
 
-    def _sent(self, week: str) -> dict[str, dict[str, Any]]:
+    def _public(self, week: str) -> dict[str, Edition]:
+        """A week's editions as the archive shows them: per topic selection, never a reader's own copy."""
+        return {path: e for path, e in self.store.editions(week).items() if path.startswith("editions/")}
+
+    def _sent(self, week: str) -> dict[str, Edition]:
         """A sent week's editions by path; 404 for anything else."""
         if not _WEEK.fullmatch(week) or week not in self.store.sent_weeks():
             raise HTTPException(404)
-        return self.store.editions(week)
+        return self._public(week)
 
-    def _main_edition(self, week: str) -> dict[str, Any] | None:
-        stored = self.store.editions(week)
+    def _main_edition(self, week: str) -> Edition | None:
+        stored = self._public(week)
         full = edition_path(week, selection(self.topic_names, self.topic_names))
         if full in stored:
             return stored[full]
@@ -57,7 +61,7 @@ class ArchivePages(Section):
         main = await run_in_threadpool(self._main_edition, week)
         if main is not None:
             return self.archived(main)
-        items = [{"path": path, "topics": e["topics"]} for path, e in stored.items()]
+        items = [{"path": path, "topics": e.topics} for path, e in stored.items()]
         return self.page("week.html", private=False, week=week, selections=items)
 
     async def selection(self, request: Request) -> Response:
@@ -70,15 +74,12 @@ class ArchivePages(Section):
             raise HTTPException(404)
         return self.archived(found)
 
-    def archive_copy(self, stored: dict[str, Any]) -> Edition:
+    def archive_copy(self, edition: Edition) -> Edition:
         """An edition as sent, with the reader's links pointing at the general `/manage` page."""
-        edition = Edition(
-            stored["week"], stored["subject"], stored["html"], stored["text"], tuple(stored["topics"]), stored["path"]
-        )
         manage = f"{self.base}/manage"
         return personalize(edition, unsubscribe_url=manage, preferences_url=manage, name="")
 
-    def archived(self, stored: dict[str, Any]) -> Response:
+    def archived(self, stored: Edition) -> Response:
         headers = {"content-security-policy": ARCHIVE_CSP, "cache-control": "public, max-age=300"}
         return HTMLResponse(self.archive_copy(stored).html, headers=headers)
 
@@ -91,7 +92,7 @@ class ArchivePages(Section):
         stored = self._sent(week)
         if not stored:
             raise HTTPException(404)
-        composed = min(e["created_at"] for e in stored.values())
+        composed = min(e.created_at for e in stored.values() if e.created_at is not None)
         run = self.store.last_filter_run(at_or_before=composed)
         if run is None:
             return [], self.topic_names
@@ -139,7 +140,7 @@ class ArchivePages(Section):
                     "subject": copy.subject,
                     "id": f"{self.base}/editions/{week}",
                     "url": f"{self.base}/editions/{week}",
-                    "updated": main["created_at"].astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ"),
+                    "updated": f"{main.created_at.astimezone(UTC):%Y-%m-%dT%H:%M:%SZ}" if main.created_at else "",
                     "html": _body_of(copy.html),
                 }
             )
