@@ -488,6 +488,7 @@ def topics_explain(state: _State, post: str, as_json: bool) -> None:
       digest topics explain 3f9a1c0d2b7e4a51
       digest topics explain https://mastodon.social/@someone/113456789
     """
+    from .curate import touching
     from .pipeline import explain_post
     from .store import Store
 
@@ -495,6 +496,7 @@ def topics_explain(state: _State, post: str, as_json: bool) -> None:
     with Store.open(settings.database_url) as store:
         found, explanation = explain_post(settings, store, post)
         recorded = store.last_filter_run().decision(found.id)  # type: ignore[union-attr]
+        readers = touching(settings, store, found)
     decision = recorded or explanation.decision
     if as_json:
         out.print_json(
@@ -507,6 +509,7 @@ def topics_explain(state: _State, post: str, as_json: bool) -> None:
                     "thresholds": decision.thresholds,
                     "noise_score": decision.noise_score,
                     "terms": {k: [list(t) for t in v] for k, v in explanation.terms.items()},
+                    "readers": readers,
                 }
             )
         )
@@ -522,8 +525,85 @@ def topics_explain(state: _State, post: str, as_json: bool) -> None:
         terms = ", ".join(f"{term} {weight:+.2f}" for term, weight in explanation.terms.get(name, ()))
         if terms:
             out.print(f"    terms: {terms}", markup=False)
+    _print_readers(readers)
     if recorded and recorded.topics != explanation.decision.topics:
         out.print("note: the topics changed since that run; `digest filter` records fresh decisions", markup=False)
+
+
+def _print_readers(readers: dict[str, Any]) -> None:
+    """The readers' signals `topics explain` found touching a post (see `curate.touching`)."""
+    way = {True: "for", False: "against"}
+    lines = [
+        f"  {s['topic']}: {s['not_for_me']} not for me, {s['more_like_this']} more like this"
+        for s in readers["signals"]
+    ]
+    lines += [f"  accepted as an example {way[a['label']]} {a['topic']} ({a['origin']})" for a in readers["accepted"]]
+    lines += [f"  like accepted example {e['post']} ({way[e['label']]} {e['topic']})" for e in readers["like_examples"]]
+    out.print("readers' signals: " + ("none" if not lines else ""), markup=False)
+    for line in lines:
+        out.print(line, markup=False)
+
+
+@topics.command(name="feedback")
+@click.option(
+    "--accept",
+    "accepted",
+    multiple=True,
+    metavar="POST",
+    help="Teach the topic from the signals on POST (id or URL), the way most of its readers pressed. Repeatable.",
+)
+@click.option("--json", "as_json", is_flag=True, help="Print the signals as JSON.")
+@click.pass_obj
+def topics_feedback(state: _State, accepted: tuple[str, ...], as_json: bool) -> None:
+    """List readers' signals per topic: each post, how many readers pressed
+    "not for me" and "more like this", and whether it was accepted.
+
+    With --accept, the signals on those posts become the topic's labelled
+    examples, which the filter learns from in later weeks. Until then a
+    signal changes only its own reader's editions; a topic with
+    accept_after = N accepts a post by itself once N readers agree.
+
+    \b
+    Examples:
+      digest topics feedback
+      digest topics feedback --accept 3f9a1c0d2b7e4a51 --accept 77aa01c2d3e4f5a6
+    """
+    from .curate import accept, feedback
+    from .store import Store
+
+    settings = state.settings()
+    with Store.open(settings.database_url) as store:
+        if accepted:
+            done = accept(settings, store, accepted, _now())
+            for post_id, topic, label in done:
+                err.print(f"accepted {post_id} as an example {'for' if label else 'against'} {topic}", markup=False)
+        tallies = feedback(settings, store)
+    rows = [
+        {
+            "topic": t.topic,
+            "post": t.post_id,
+            "readers": t.readers,
+            "not_for_me": t.less,
+            "more_like_this": t.more,
+            "accepted": t.accepted,
+            "text": " ".join(t.text.split())[:300],
+        }
+        for t in tallies
+    ]
+    if as_json:
+        _print_json(rows)
+        return
+    if not rows:
+        out.print("no reader has pressed a button yet", markup=False)
+        return
+    table = Table(title="readers' signals", title_justify="left")
+    for column in ("topic", "post", "readers", "not for me", "more like this", "accepted", "text"):
+        table.add_column(column, justify="right" if column in ("readers", "not for me", "more like this") else "left")
+    labels = {None: "", True: "for", False: "against"}
+    for t in tallies:
+        text = " ".join(t.text.split())
+        table.add_row(t.topic, t.post_id, str(t.readers), str(t.less), str(t.more), labels[t.accepted], text[:80])
+    out.print(table)
 
 
 @cli.command()
@@ -1648,7 +1728,8 @@ def subscribers_import(state: _State, file: str, as_json: bool) -> None:
 @_json_flag('{"file", "subscribers"}')
 @click.pass_obj
 def subscribers_export(state: _State, file: str, as_json: bool) -> None:
-    """Write every subscriber to FILE.csv (email, name, topics, state), readable by `import`.
+    """Write every subscriber to FILE.csv (email, name, topics, state, and the
+    reader's own feedback signals), readable by `import`.
 
     \b
     Example:

@@ -161,6 +161,8 @@ class Likeness:
 
     def like(self, signals: Sequence[Signal]) -> list[set[str]]:
         """Per signal, the ids of the posts like its post."""
+        if not signals:
+            return []
         if self._vectorizer is None or self._vectors is None:
             cosine = [[0.0] * len(signals) for _ in self.ids]
         else:

@@ -22,7 +22,7 @@ if TYPE_CHECKING:
     from .chats import Recap
     from .compose import Composer
     from .feedback import Signal
-    from .topics import Explanation, NoiseProfile, TopicSpec
+    from .topics import Explanation, NoiseProfile
 
 __all__ = [
     "chat_recaps",
@@ -35,7 +35,6 @@ __all__ = [
     "publication_names",
     "readers_editions",
     "run_filter",
-    "taught_topics",
 ]
 
 
@@ -46,34 +45,6 @@ def noise_profile(settings: Settings) -> NoiseProfile:
     n = settings.noise
     keywords = n.keywords if n.replace else DEFAULT_NOISE.keywords + n.keywords
     return NoiseProfile(n.description or DEFAULT_NOISE.description, tuple(dict.fromkeys(keywords)))
-
-
-def taught_topics(settings: Settings, store: Store) -> tuple[tuple[TopicSpec, ...], NoiseProfile]:
-    """The configured topics and noise profile with the examples accepted from readers' signals folded in
-    (`topics.with_examples`): what every filter run and every explanation fits."""
-    from .topics import Example, with_examples
-
-    accepted = [Example(e["text"], e["topic"], bool(e["label"])) for e in store.examples()]
-    return with_examples(settings.topics, noise_profile(settings), accepted)
-
-
-def accept_agreed(settings: Settings, store: Store, now: datetime) -> int:
-    """Accept the signals enough distinct readers agree on, for the topics that allow it (``accept_after``;
-    off by default); returns how many posts became examples."""
-    from .feedback import agreed, tally
-
-    after = {t.name: t.accept_after for t in settings.topics if t.accept_after}
-    if not after:
-        return 0
-    accepted = {(e["topic"], e["post_id"]): bool(e["label"]) for e in store.examples()}
-    items = []
-    for t in tally(store.signals(), accepted):
-        label = agreed(t, after.get(t.topic)) if t.accepted is None else None
-        if label is not None:
-            items.append((t.topic, t.post_id, t.text, label))
-    if items:
-        store.accept_examples(items, "readers", now)
-    return len(items)
 
 
 def run_filter(
@@ -92,6 +63,8 @@ def _filter(
 
     if not settings.topics:
         raise DigestError(f"{settings.path}: no [[topics]] configured; the filter needs at least one")
+    from .curate import accept_agreed, taught_topics
+
     accept_agreed(settings, store, now)
     specs, noise = taught_topics(settings, store)
     decisions = TopicFilter(specs, noise=noise).fit([p.document() for p in posts]).decisions()
@@ -118,6 +91,8 @@ def explain_post(settings: Settings, store: Store, id_or_url: str, top: int = 8)
         )
     posts = {p.id: p for p in store.posts(run.since, run.until)}
     batch = [posts[pid] for pid in ids if pid in posts]
+    from .curate import taught_topics
+
     taught, noise = taught_topics(settings, store)
     specs = [t for t in taught if t.name in run.topics]
     fitted = TopicFilter(specs, noise=noise).fit([p.document() for p in batch])

@@ -441,15 +441,21 @@ def listing(settings: Settings, store: Store, *, now: datetime) -> list[dict[str
 
 
 def export_csv(settings: Settings, store: Store, path: str | Path, *, now: datetime) -> int:
-    """Write every subscriber with an address (``email,name,topics,state``; topics joined by ``|``) to a
-    CSV file that `import_csv` reads back; return how many rows."""
+    """Write every subscriber with an address (``email,name,topics,state,signals``; topics joined by ``|``)
+    to a CSV file that `import_csv` reads back; return how many rows. ``signals`` holds the reader's own
+    feedback, each ``kind:post id:topic`` (kind ``less`` for "not for me", ``more``), joined by ``|``."""
     rows = listing(settings, store, now=now)
+    mine: dict[str, list[str]] = {}
+    for signal in store.signals():
+        if signal.email:
+            mine.setdefault(signal.email, []).append(f"{signal.kind}:{signal.post_id}:{signal.topic}")
     try:
         with open(path, "w", newline="", encoding="utf-8") as handle:
             writer = csv.writer(handle)
-            writer.writerow(["email", "name", "topics", "state"])
+            writer.writerow(["email", "name", "topics", "state", "signals"])
             for row in rows:
-                writer.writerow([row["email"], row["name"], "|".join(row["topics"]), row["state"]])
+                signals = "|".join(mine.get(row["email"], []))
+                writer.writerow([row["email"], row["name"], "|".join(row["topics"]), row["state"], signals])
     except OSError as exc:
         raise DigestError(f"{path}: cannot be written: {exc.strerror}") from None
     return len(rows)

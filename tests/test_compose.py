@@ -344,6 +344,7 @@ def test_personalize_fills_placeholders_and_changes_nothing_else() -> None:
         value = {"greeting": "Hi Ada <3,", **values}[name]
         html, text = html.replace(html_escape(value), token), text.replace(value, token)
     # ... less the blocks that carry a reader's feedback links, which a copy with no reader leaves out
+    assert "%%FB%%" in edition.html and "%%FB%%" in edition.text
     assert (html, text) == (feedback.strip(edition.html), feedback.strip(edition.text))
     assert (ada.subject, ada.topics, ada.path) == (edition.subject, edition.topics, edition.path)
 
