@@ -29,6 +29,7 @@ from digest.compose import (
     inline_css,
     personalize,
     week_bounds,
+    zone_label,
 )
 from digest.errors import DigestError
 from digest.models import Author, Engagement, Media, Post
@@ -468,3 +469,18 @@ def test_personalizing_many_readers_is_cheap() -> None:
         personalize(edition, unsubscribe_url=f"https://x.org/u/{i}", preferences_url=f"https://x.org/p/{i}", name="A")
     per_reader = (time.perf_counter() - started) / 200
     assert per_reader * 50 < compose_seconds, (per_reader, compose_seconds)
+
+
+@pytest.mark.parametrize(
+    ("zone", "said"),
+    [
+        ("America/New_York", "New York time"),
+        ("America/Argentina/Buenos_Aires", "Buenos Aires time"),
+        ("UTC", "UTC"),
+        ("Etc/UTC", "UTC"),
+        ("Etc/GMT+5", "Etc/GMT+5"),
+    ],
+)
+def test_time_zones_are_said_in_words(zone: str, said: str) -> None:
+    assert zone_label(zone) == said
+    assert zone_label(ZoneInfo(zone)) == said
