@@ -246,6 +246,16 @@ def _zone(timezone: str | tzinfo) -> tzinfo:
     return ZoneInfo(timezone) if isinstance(timezone, str) else timezone
 
 
+def zone_label(zone: str | tzinfo) -> str:
+    """A time zone as a reader says it: ``New York time`` for ``America/New_York``, ``UTC`` for UTC."""
+    key = str(zone)
+    if key.upper() in {"UTC", "ETC/UTC", "GMT", "ETC/GMT", "Z"}:
+        return "UTC"
+    if "/" not in key or key.startswith("Etc/"):
+        return key
+    return key.rsplit("/", 1)[1].replace("_", " ") + " time"
+
+
 def week_bounds(week: str, timezone: str | tzinfo) -> tuple[datetime, datetime]:
     """An ISO week (``"2026-W47"``) as the calendar week [Monday 00:00, next Monday 00:00) in ``timezone``:
     the period of a `Composer` given none (an edition's real period comes from `periods`)."""
@@ -529,7 +539,7 @@ class Composer:
             "week": self.week,
             "week_label": f"Week {week_number}",
             "period": period,
-            "timezone": str(self.zone),
+            "timezone": zone_label(self.zone),
             "summary": counts.summary,
             "preheader": " · ".join((c.title or c.text)[:80] for c in cards[:3] if not c.warning),
             "topics": selection,

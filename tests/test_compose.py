@@ -30,6 +30,7 @@ from digest.compose import (
     inline_css,
     personalize,
     week_bounds,
+    zone_label,
 )
 from digest.errors import DigestError
 from digest.models import Author, Engagement, Media, Post
@@ -502,3 +503,18 @@ def test_assign_places_each_story_as_defined_in_every_selection() -> None:
         for picked in itertools.combinations(topics, size):
             got = {t: [s.post.id for s in stories] for t, stories in c.assign(picked).items()}
             assert got == _assign_by_definition(c, picked), picked
+
+
+@pytest.mark.parametrize(
+    ("zone", "said"),
+    [
+        ("America/New_York", "New York time"),
+        ("America/Argentina/Buenos_Aires", "Buenos Aires time"),
+        ("UTC", "UTC"),
+        ("Etc/UTC", "UTC"),
+        ("Etc/GMT+5", "Etc/GMT+5"),
+    ],
+)
+def test_time_zones_are_said_in_words(zone: str, said: str) -> None:
+    assert zone_label(zone) == said
+    assert zone_label(ZoneInfo(zone)) == said
