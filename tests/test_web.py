@@ -656,6 +656,37 @@ def test_archive_index_week_selection_left_out_and_feed(site: Site) -> None:
     assert re.fullmatch(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\dZ", root.find("a:updated", ns).text or "")  # type: ignore[union-attr]
 
 
+def test_an_archived_edition_works_for_a_visitor(site: Site) -> None:
+    """Navigation, a Subscribe button, no "You get this because you subscribed", a zone said in words."""
+    week = sent_week(site, [Recipient(ANA, "Ana", None)])
+    later = NOW + timedelta(days=7)
+    news = make_post(
+        "https://posts.example/later",
+        text="FHIR R6 ballot closes: the comments in numbers",
+        html="<p>FHIR R6 ballot closes: the comments in numbers</p>",
+        tags=("FHIR",),
+        published=LAST_SEND + timedelta(days=7, hours=-3),
+    )
+    site.store.add_posts("feed:https://posts.example/feed", [news])
+    newer = send_week(site.settings, site.store, now=later, messenger=site.mail).week  # type: ignore[arg-type]
+    assert newer != week
+    client = site.client()
+    first, second = client.get(f"/editions/{week}").text, client.get(f"/editions/{newer}").text
+    for page in (first, second):
+        assert "You get this because you subscribed" not in page and "Change your topics</a> ·" not in page
+        assert '<nav class="archive-nav" aria-label="Archive"' in page and 'href="/editions" ' in page
+        assert '<a class="subscribe" href="/"' in page
+        assert f'Subscribe</a> · Subscribed already? <a href="{PUBLIC}/manage"' in page
+        assert "Times are UTC." in page
+    assert f'href="/editions/{newer}" rel="next"' in first and 'rel="prev"' not in first
+    assert f'href="/editions/{week}" rel="prev"' in second and 'rel="next"' not in second
+    assert first.index('class="archive-nav"') < first.index("FHIR R6 ballot")  # the bar comes first
+    # the reader's own copy still says why it came, and the feed's entries carry no bar
+    (mailed, *_) = site.mail.to(ANA)
+    assert "You get this because you subscribed" in mailed.get_body(("plain",)).get_content()  # type: ignore[union-attr]
+    assert "archive-nav" not in client.get("/feed.atom").text
+
+
 def test_unsent_weeks_are_not_in_the_archive(site: Site) -> None:
     for i, (text, tag) in enumerate(POSTS):
         post = make_post(

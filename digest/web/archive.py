@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import re
+from dataclasses import replace
 from datetime import UTC
+from html import escape as html_escape
 from urllib.parse import urlsplit
 from zoneinfo import ZoneInfo
 
@@ -20,6 +22,20 @@ from .site import Section
 
 _WEEK = re.compile(r"\d{4}-W\d{2}")
 _SLUG = re.compile(r"[a-z0-9+-]{1,100}")
+# what an edition says to the reader it was sent to, which a visitor of the archive is not
+_REASON = re.compile(r'<span class="reader-reason"[^>]*>.*?</span>\s*', re.S)
+_REASON_BEFORE = re.compile(r"You get this because you subscribed to [^<]*? for [^<]*?\.\s*")  # older editions
+_READER_LINKS = re.compile(r'<p class="reader-links"[^>]*>.*?</p>', re.S)
+_BODY = re.compile(r"<body[^>]*>", re.I)
+_NAV_STYLE = (
+    "max-width:632px; box-sizing:border-box; margin:0 auto; padding:14px 12px 0; font-family:-apple-system, BlinkMacSystemFont, "
+    "'Segoe UI', Roboto, Helvetica, Arial, sans-serif; font-size:14px; line-height:2.2"
+)
+_LINK = "color:#0b6e69; font-weight:600; text-decoration:none; margin-right:14px"
+_BUTTON = (
+    "float:right; background-color:#0b6e69; color:#ffffff; padding:4px 16px; border-radius:6px; "
+    "font-weight:700; text-decoration:none"
+)
 
 
 class ArchivePages(Section):
@@ -60,7 +76,7 @@ class ArchivePages(Section):
         stored = await run_in_threadpool(self._sent, week)
         main = await run_in_threadpool(self._main_edition, week)
         if main is not None:
-            return self.archived(main)
+            return self.archived(main, await run_in_threadpool(self._nav, week))
         items = [{"path": path, "topics": e.topics} for path, e in stored.items()]
         return self.page("week.html", private=False, week=week, selections=items)
 
@@ -72,16 +88,49 @@ class ArchivePages(Section):
         found = stored.get(f"editions/{week}/{slug}")
         if found is None:
             raise HTTPException(404)
-        return self.archived(found)
+        return self.archived(found, await run_in_threadpool(self._nav, week))
 
     def archive_copy(self, edition: Edition) -> Edition:
-        """An edition as sent, with the reader's links pointing at the general `/manage` page."""
+        """An edition as a visitor reads it: no reader's links, no "You get this because you subscribed",
+        a Subscribe link where a reader's "Change your topics" was (and the general `/manage` page)."""
         manage = f"{self.base}/manage"
-        return personalize(edition, unsubscribe_url=manage, preferences_url=manage, name="")
+        copy = personalize(edition, unsubscribe_url=manage, preferences_url=manage, name="")
+        invite = (
+            f'<p><a href="{self.base}/" style="color:#3b4754; text-decoration:underline">Subscribe</a>'
+            f' · Subscribed already? <a href="{manage}" style="color:#3b4754; text-decoration:underline">'
+            "Change your topics or unsubscribe</a></p>"
+        )
+        html = _REASON_BEFORE.sub("", _REASON.sub("", copy.html))
+        return replace(copy, html=_READER_LINKS.sub(lambda _: invite, html, count=1))
 
-    def archived(self, stored: Edition) -> Response:
+    def archived(self, stored: Edition, nav: str) -> Response:
+        """The archive's page of an edition: the visitor's copy under ``nav``, a bar leading to the other
+        editions and to the subscription page (`_nav`)."""
         headers = {"content-security-policy": ARCHIVE_CSP, "cache-control": "public, max-age=300"}
-        return HTMLResponse(self.archive_copy(stored).html, headers=headers)
+        html = self.archive_copy(stored).html
+        return HTMLResponse(_BODY.sub(lambda m: m.group(0) + nav, html, count=1), headers=headers)
+
+    def _nav(self, week: str) -> str:
+        """The bar above an archived edition: the digest's home, every edition, the weeks before and after."""
+        weeks = self.store.sent_weeks()  # newest first
+        at = weeks.index(week) if week in weeks else -1
+        older = weeks[at + 1] if 0 <= at < len(weeks) - 1 else ""
+        newer = weeks[at - 1] if at > 0 else ""
+        root, title = self.root, html_escape(self.settings.digest.title)
+        links = [
+            f'<a class="archive-link" href="{root}/" style="{_LINK}">{title}</a>',
+            f'<a class="archive-link" href="{root}/editions" style="{_LINK}">All editions</a>',
+        ]
+        if older:
+            links.append(
+                f'<a class="archive-link" href="{root}/editions/{older}" rel="prev" style="{_LINK}">← {older}</a>'
+            )
+        if newer:
+            links.append(
+                f'<a class="archive-link" href="{root}/editions/{newer}" rel="next" style="{_LINK}">{newer} →</a>'
+            )
+        button = f'<a class="subscribe" href="{root}/" style="{_BUTTON}">Subscribe</a>'
+        return f'\n<nav class="archive-nav" aria-label="Archive" style="{_NAV_STYLE}">{button}{"".join(links)}</nav>\n'
 
     async def left_out(self, request: Request) -> Response:
         week = request.path_params["week"]
