@@ -30,7 +30,18 @@ from .clean import MAX_IMAGE_WIDTH, clean_html, is_tracker, safe_url, text_to_ht
 from .errors import DigestError
 from .models import Edition, Post, Publication
 from .periods import parse_week
-from .rank import SharedLink, Story, account_key, dedupe, link_accounts, rank_section, score, shared_links, shares_of
+from .rank import (
+    MIN_SHARERS,
+    SharedLink,
+    Story,
+    account_key,
+    dedupe,
+    link_accounts,
+    rank_section,
+    score,
+    shared_links,
+    shares_of,
+)
 
 if TYPE_CHECKING:
     from .chats import Recap
@@ -332,6 +343,39 @@ def inline_css(html: str) -> str:
 # -- composing -----------------------------------------------------------------------------------
 
 
+class _Placing:
+    """Where each on-topic story goes in a selection, for every selection of one week: the stories' kept
+    scores as one matrix (a row per story, a column per topic, -inf where a story was not kept), so a
+    selection is one argmax over its columns instead of a walk over the week."""
+
+    def __init__(self, stories: Sequence[Story], kept: Mapping[str, Mapping[str, float]], order: Sequence[str]) -> None:
+        import numpy as np
+
+        self.stories = stories
+        names = dict.fromkeys([*order, *(t for s in stories for t in kept[s.post.id])])
+        self.column = {name: i for i, name in enumerate(names)}
+        self.matrix = np.full((len(stories), len(names)), -np.inf)
+        for row, story in enumerate(stories):
+            for topic, value in kept[story.post.id].items():
+                self.matrix[row, self.column[topic]] = value
+
+    def assign(self, selection: tuple[str, ...]) -> dict[str, list[Story]]:
+        """Each story kept under a selected topic goes to the one it scores best under (a tie to the topic
+        first in the selection), oldest first."""
+        import numpy as np
+
+        by_topic: dict[str, list[Story]] = {topic: [] for topic in selection}
+        present = [t for t in selection if t in self.column]
+        if not present or not self.stories:
+            return by_topic
+        scores = self.matrix[:, [self.column[t] for t in present]]
+        best = scores.argmax(axis=1)  # the first of equal maxima: the topic earlier in the selection
+        placed = np.isfinite(scores[np.arange(len(best)), best])
+        for i, topic in enumerate(present):
+            by_topic[topic] = [self.stories[row] for row in np.flatnonzero(placed & (best == i)).tolist()]
+        return by_topic
+
+
 class Composer:
     """Prepares a week's posts once (dedupe, sanitize, cards) and composes one `Edition` per distinct
     topic selection, cached: 10,000 subscribers over 20 selections cost 20 renders and 20 inlinings.
@@ -386,6 +430,11 @@ class Composer:
         self.link_accounts = link_accounts(on_topic)
         # per story, once: what every selection would otherwise work out again for the whole week
         self.shares = {s.post.id: shares_of(s, self.link_accounts) for s in on_topic}
+        # a link too few accounts shared in the whole week is too few in any selection: only these can count
+        self._sharing = [s for s in on_topic if self.shares[s.post.id] >= MIN_SHARERS]
+        self._placing = _Placing([s for s in on_topic if s.post.id not in self.in_recap], self.kept, self.topics)
+        self._assigned: dict[tuple[str, ...], dict[str, list[Story]]] = {}
+        self._scores: dict[tuple[str, str], float] = {}
         self._chat_views: list[ChatView] | None = None
         self._cards: dict[str, Card] = {}
         self._editions: dict[tuple[tuple[str, ...], Tuning], Edition | None] = {}
@@ -407,7 +456,7 @@ class Composer:
         quiet = not any(s.cards for s in sections) and not self.chats
         if quiet and not self.quiet_week:
             return None
-        chosen = [s for s in self.stories if set(self.kept[s.post.id]) & set(selection)]
+        chosen = [s for s in self._sharing if not self.kept[s.post.id].keys().isdisjoint(selection)]
         shared = [] if quiet else [self._link_view(link) for link in shared_links(chosen)]
         # 4. render both parts once, inline the CSS once; subscribers' copies only fill placeholders
         path = edition_path(self.week, selection)
@@ -438,25 +487,23 @@ class Composer:
         """Each story kept under a selected topic (and not in a chat recap) goes to the one it scores best
         under, oldest first: the sections' posts before ranking and the top-N cut."""
         selection = self._selection(selection)
-        by_topic: dict[str, list[Story]] = {topic: [] for topic in selection}
-        for story in self.stories:
-            topics = self.kept[story.post.id]
-            if story.post.id in self.in_recap:
-                continue
-            mine = [t for t in selection if t in topics]
-            if mine:
-                best = max(mine, key=lambda t: (topics[t], -selection.index(t)))
-                by_topic[best].append(story)
-        return by_topic
+        if selection not in self._assigned:  # once per selection: counts and sections both ask
+            self._assigned[selection] = self._placing.assign(selection)
+        return {topic: list(stories) for topic, stories in self._assigned[selection].items()}
+
+    def _score(self, story: Story, topic: str) -> float:
+        """A story's rank under a topic: the same in every selection that shows it there, so worked out once."""
+        key = (story.post.id, topic)
+        if key not in self._scores:
+            self._scores[key] = score(story.post, self.kept[story.post.id][topic], self.shares[story.post.id], self.now)
+        return self._scores[key]
 
     def _sections(self, selection: tuple[str, ...], tuning: Tuning) -> list[Section]:
         sections = []
         for topic, assigned in self.assign(selection).items():
             stories = [s for s in assigned if s.post.id not in tuning.hide]
             scores = {
-                s.post.id: score(s.post, self.kept[s.post.id][topic], self.shares[s.post.id], self.now)
-                + (_RAISED if s.post.id in tuning.boost else 0.0)
-                for s in stories
+                s.post.id: self._score(s, topic) + (_RAISED if s.post.id in tuning.boost else 0.0) for s in stories
             }
             ranked = rank_section(stories, scores, **self.limits)
             sections.append(Section(topic, tuple(self._card(s) for s in ranked), len(stories)))

@@ -19,6 +19,7 @@ from .models import Post
 from .textnorm import normalize
 
 __all__ = [
+    "MIN_SHARERS",
     "SharedLink",
     "Story",
     "account_key",
@@ -142,6 +143,10 @@ def _identity_keys(post: Post) -> list[tuple[str, ...]]:
     return keys
 
 
+MIN_SHARERS = 2
+"""Accounts that must have shared a link for it to be shown among the shared links."""
+
+
 def link_accounts(stories: Iterable[Story]) -> dict[str, frozenset[str]]:
     """Each canonical link -> the accounts that shared it (posted or boosted a post with it)."""
     found: dict[str, set[str]] = defaultdict(set)
@@ -211,7 +216,7 @@ def rank_section(
     return chosen
 
 
-def shared_links(stories: Sequence[Story], min_accounts: int = 2, limit: int = 10) -> list[SharedLink]:
+def shared_links(stories: Sequence[Story], min_accounts: int = MIN_SHARERS, limit: int = 10) -> list[SharedLink]:
     """Links that at least ``min_accounts`` accounts shared, most accounts first, then the most recent,
     then the URL. The title is the feed item's own title when the link is a feed item, else the
     link's text in a post when that is words rather than the URL. Accounts are shown as handles

@@ -103,6 +103,7 @@ _SLOW_MODULES = {
     "test_races.py",
     "test_preview_browser.py",
     "test_web_browser.py",
+    "test_feedback_browser.py",
 }
 _SLOW_TESTS = {
     "test_healthz_answers_throughout_an_attack_of_more_idle_connections_than_open_files",

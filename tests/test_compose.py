@@ -10,13 +10,14 @@ import re
 import socket
 import time
 from dataclasses import replace
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from html import escape as html_escape
 from pathlib import Path
 from zoneinfo import ZoneInfo
 
 import jinja2
 import pytest
+from helpers import make_post
 
 from digest import feedback
 from digest.collect.urls import post_id
@@ -469,6 +470,39 @@ def test_personalizing_many_readers_is_cheap() -> None:
         personalize(edition, unsubscribe_url=f"https://x.org/u/{i}", preferences_url=f"https://x.org/p/{i}", name="A")
     per_reader = (time.perf_counter() - started) / 200
     assert per_reader * 50 < compose_seconds, (per_reader, compose_seconds)
+
+
+def _assign_by_definition(c: Composer, selection: tuple[str, ...]) -> dict[str, list[str]]:
+    """What `Composer.assign` means, walked story by story (as it was before the score matrix)."""
+    by_topic: dict[str, list[str]] = {topic: [] for topic in selection}
+    for story in c.stories:
+        topics = c.kept[story.post.id]
+        mine = [t for t in selection if t in topics]
+        if mine and story.post.id not in c.in_recap:
+            by_topic[max(mine, key=lambda t: (topics[t], -selection.index(t)))].append(story.post.id)
+    return by_topic
+
+
+def test_assign_places_each_story_as_defined_in_every_selection() -> None:
+    """The score matrix puts every story where the definition does: its best selected topic, a tie to the
+    topic first in the selection, oldest first; stories kept under no selected topic nowhere."""
+    import itertools
+    import random
+
+    rng = random.Random(7)
+    topics = (FHIR, PRIVACY, AI, "Public health")
+    posts, kept = [], {}
+    for n in range(300):
+        post = make_post(f"https://example.org/p/{n}", published=NOW - timedelta(minutes=n), text=f"post {n}")
+        posts.append(post)
+        chosen = rng.sample(topics, rng.randint(0, 3))
+        kept[post.id] = {t: rng.choice((0.2, 0.5, 0.5, 0.9)) for t in chosen}  # few values: many ties
+    c = Composer(posts, kept, **{**SETTINGS, "topics": topics})  # type: ignore[arg-type]
+    assert any(len(set(k.values())) < len(k) for k in kept.values())  # ties are exercised
+    for size in range(1, len(topics) + 1):
+        for picked in itertools.combinations(topics, size):
+            got = {t: [s.post.id for s in stories] for t, stories in c.assign(picked).items()}
+            assert got == _assign_by_definition(c, picked), picked
 
 
 @pytest.mark.parametrize(

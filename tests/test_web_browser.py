@@ -9,6 +9,7 @@ Chromium resolves no host name but 127.0.0.1 (``--host-resolver-rules``), so not
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import re
@@ -17,7 +18,7 @@ import socket
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from datetime import timedelta
 from email.message import EmailMessage
 from pathlib import Path
@@ -123,13 +124,20 @@ def _seed(path: Path) -> None:
 @pytest.fixture
 def served(tmp_path: Path) -> Iterator[dict[str, object]]:
     """``digest serve`` (schedule included) on a free port of 127.0.0.1, mailing through aiosmtpd."""
+    with serving(tmp_path, _seed) as found:
+        yield found
+
+
+@contextlib.contextmanager
+def serving(tmp_path: Path, seed: Callable[[Path], None], *args: str) -> Iterator[dict[str, object]]:
+    """``digest serve ARGS`` on a free port of 127.0.0.1 over a config `seed` filled, mailing through aiosmtpd."""
     sink = SmtpSink()
     with sink.running() as smtp_port:
         port = _free_port()
         path = _config(tmp_path, port, smtp_port)
         env = {**os.environ, "DIGEST_SECRET": SECRET}
         os.environ["DIGEST_SECRET"] = SECRET
-        _seed(path)
+        seed(path)
         log = (tmp_path / "serve.log").open("w")
         server = subprocess.Popen(
             [
@@ -143,6 +151,7 @@ def served(tmp_path: Path) -> Iterator[dict[str, object]]:
                 "127.0.0.1",
                 "--port",
                 str(port),
+                *args,
             ],
             stdout=log,
             stderr=subprocess.STDOUT,
