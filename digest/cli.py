@@ -887,7 +887,9 @@ def demo(state: _State, folder: str | None, no_open: bool) -> None:
         for line in lines[:4]:
             out.print(f"  + {line}", markup=False)
     if result.counts.in_chats:
-        out.print(f"\nin the chat recap ({result.counts.in_chats}): see the edition", markup=False)
+        out.print(f"\nin the chat recap ({result.counts.in_chats}):", markup=False)
+        for line in result.recap:
+            out.print(f"  {line}", markup=False)
     out.print(f"\nleft out as off-topic ({len(result.dropped)}):", markup=False)
     for line in result.dropped:
         out.print(f"  - {line}", markup=False)

@@ -173,6 +173,7 @@ class DemoResult:
     dropped: list[str]  # the posts left out as off-topic
     new_posts: int
     counts: Counts
+    recap: list[str]  # per chat its line, then each question with its answers' count
 
 
 def run_demo(folder: Path, *, now: datetime | None = None, say: Callable[[str], None] = print) -> DemoResult:
@@ -208,6 +209,14 @@ def run_demo(folder: Path, *, now: datetime | None = None, say: Callable[[str], 
     counts = composer.counts(topics)
     kept = {topic: [_line(s.post) for s in stories] for topic, stories in composer.assign(topics).items()}
     dropped = [_line(s.post) for s in composer.left_out]
+    recap = [
+        line
+        for chat in composer.chats
+        for line in (
+            f"#{chat.hashtag}: {len(chat.questions)} questions, {chat.participants} participants",
+            *(f"{q.label}: {_short(q.text)} ({len(q.answers)} answers)" for q in chat.questions),
+        )
+    ]
     links = links_for(settings, _sample()["subscriber"])
     preview = folder / f"digest-{sent.week}.html"
     copy = personalize(
@@ -218,9 +227,13 @@ def run_demo(folder: Path, *, now: datetime | None = None, say: Callable[[str], 
     )
     preview.write_text(copy.html, encoding="utf-8")
     say(f"3. the filter and the composer: {counts.summary}")
-    return DemoResult(folder, preview, settings.outbox_dir / sent.week, kept, dropped, report.new_posts, counts)
+    return DemoResult(folder, preview, settings.outbox_dir / sent.week, kept, dropped, report.new_posts, counts, recap)
 
 
 def _line(post: Any) -> str:
-    text = " ".join((post.title or post.text).split())
-    return f"{post.author.handle or post.author.name}: {text[:90]}{'…' if len(text) > 90 else ''}"
+    return f"{post.author.handle or post.author.name}: {_short(post.title or post.text)}"
+
+
+def _short(text: str, limit: int = 90) -> str:
+    text = " ".join(text.split())
+    return f"{text[:limit]}{'…' if len(text) > limit else ''}"
