@@ -15,7 +15,7 @@ import hmac
 import html as htmllib
 import re
 from collections.abc import Callable, Iterable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime
 
 from .models import Post
@@ -40,8 +40,7 @@ __all__ = [
 KINDS = {"less": "Not for me", "more": "More like this"}
 SIMILAR = 0.4  # TF-IDF cosine from which a post counts as "like" one a reader signalled
 _BLOCK = re.compile(r"%%FB%%(.*?)%%FB_END%%\n?", re.S)
-_END = re.compile(r"%%FB_END%%\n?")
-_URL = re.compile(r"%%FB_URL:(less|more):([0-9a-f]{16}):([0-9a-f]{8})%%")
+_SLOT = re.compile(r"%%FB_URL:(less|more):([0-9a-f]{16}):([0-9a-f]{8})%%|%%FB%%|%%FB_END%%\n?")
 _LINK = re.compile(
     r"(?P<reader>[A-Za-z0-9_.-]{1,300})~(?P<kind>less|more)~(?P<post>[0-9a-f]{16})~(?P<ref>[0-9a-f]{8})~(?P<sig>[A-Za-z0-9_-]{22})"
 )
@@ -64,25 +63,35 @@ def slots(post_id: str, topic: str) -> dict[str, str]:
 
 
 def _sign(secret: str, reader: str, kind: str, post_id: str, ref: str) -> str:
-    mac = hmac.new(secret.encode(), f"digest:feedback|{reader}|{kind}|{post_id}|{ref}".encode(), hashlib.sha256)
-    return base64.urlsafe_b64encode(mac.digest()[:16]).decode().rstrip("=")
+    """A link's MAC: keyed BLAKE2b (a MAC by design, and a few times cheaper than HMAC-SHA256 per link)."""
+    key = hashlib.sha256(secret.encode()).digest()
+    mac = hashlib.blake2b(f"{reader}|{kind}|{post_id}|{ref}".encode(), key=key, digest_size=16, person=_PERSON)
+    return base64.urlsafe_b64encode(mac.digest()).decode().rstrip("=")
 
 
-@dataclass(frozen=True, slots=True)
+_PERSON = b"digest:feedback"
+
+
+@dataclass(slots=True)
 class FeedbackLinks:
-    """One reader's feedback links for one message: ``base`` is the public URL, ``reader`` their token."""
+    """One reader's feedback links for one message: ``base`` is the public URL, ``reader`` their token.
+    Each link is signed once per message (the HTML and the text part share it)."""
 
     base: str
     secret: str
     reader: str
+    _made: dict[tuple[str, str, str], str] = field(default_factory=dict)
 
     @classmethod
     def for_reader(cls, base: str, secret: str, address: str) -> FeedbackLinks:
         return cls(base.rstrip("/"), secret, make_token(secret, "feedback", address))
 
     def url(self, kind: str, post_id: str, ref: str) -> str:
-        sig = _sign(self.secret, self.reader, kind, post_id, ref)
-        return f"{self.base}/feedback/{self.reader}~{kind}~{post_id}~{ref}~{sig}"
+        key = (kind, post_id, ref)
+        if key not in self._made:
+            sig = _sign(self.secret, self.reader, kind, post_id, ref)
+            self._made[key] = f"{self.base}/feedback/{self.reader}~{kind}~{post_id}~{ref}~{sig}"
+        return self._made[key]
 
 
 @dataclass(frozen=True, slots=True)
@@ -113,11 +122,13 @@ def fill(chunk: str, links: FeedbackLinks | None, *, escape: bool = False) -> st
     if links is None:
         return strip(chunk)
 
-    def url(match: re.Match[str]) -> str:
-        value = links.url(match[1], match[2], match[3])
-        return htmllib.escape(value) if escape else value
+    def value(match: re.Match[str]) -> str:
+        if match[1] is None:  # a block's start or end marker
+            return ""
+        url = links.url(match[1], match[2], match[3])
+        return htmllib.escape(url) if escape else url
 
-    return _URL.sub(url, _END.sub("", chunk.replace("%%FB%%", "")))
+    return _SLOT.sub(value, chunk)
 
 
 def strip(chunk: str) -> str:
