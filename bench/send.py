@@ -3,7 +3,7 @@
 Entries:
 
 - ``send``: 10,000 subscribers (300 with ``--quick``) get their edition through
-  ``digest.delivery.send_week(settings, store, now=...)`` exactly as ``digest send`` runs it: the
+  ``digest.pipeline.send_week(settings, store, now=...)`` exactly as ``digest send`` runs it: the
   ``[mail] smtp`` setting builds digest's `SmtpMessenger` (one reused connection, no TLS) to a
   local aiosmtpd sink (`bench.smtpsink`, its own process), ``rate`` set high enough never to pace.
   End to end: confirmed subscribers read from the store, the topic filter over the week's ~600
@@ -151,7 +151,7 @@ def _patch(variant: str) -> None:
 
 def _measure(port: int, messages: int, variant: str, name: str) -> dict[str, Any]:
     from digest import config
-    from digest.delivery import send_week
+    from digest.pipeline import send_week
     from digest.store import Store
 
     os.environ[SECRET_ENV] = BENCH_SECRET

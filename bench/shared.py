@@ -192,7 +192,7 @@ def _collect_entry(cluster: Any) -> Entry:
 @contextmanager
 def _sender(config_path: str, now_ts: float) -> Iterator[Callable[[], dict[str, Any]]]:
     from digest import config
-    from digest.delivery import send_week
+    from digest.pipeline import send_week
     from digest.store import Store
 
     os.environ[SECRET_ENV] = "bench-only-signing-key"

@@ -135,7 +135,7 @@ def _measure(folder: str, now_ts: float) -> dict[str, Any]:
     imports_s = instrument(timers)
     # the CLI imports them when the command runs, from their modules: wrapped there, they are what it calls
     timers.wrap(importlib.import_module("digest.collect"), "collect", "collect")
-    timers.wrap(importlib.import_module("digest.delivery"), "send_week", "send_week")
+    timers.wrap(importlib.import_module("digest.pipeline"), "send_week", "send_week")
     disk = fsync_ms(Path(folder))
     out = io.StringIO()
     with contextlib.redirect_stdout(out), Stopwatch() as clock, profiled("weekly"):

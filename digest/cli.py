@@ -737,7 +737,7 @@ def send(state: _State, week: str | None, dry_run: bool, only: str | None, as_js
       digest send
       digest send --week 2026-W47 --to reader@example.org
     """
-    from .delivery import send_week
+    from .pipeline import send_week
     from .store import Store
 
     settings = state.settings()
@@ -763,17 +763,15 @@ def run(state: _State, as_json: bool, quiet: bool) -> None:
       digest run
       digest run --quiet      # for cron
     """
-    from .collect import collect, held_line, jobs_for
-    from .delivery import send_week
+    from .collect import held_line, jobs_for
+    from .pipeline import run_week
     from .store import Store
 
     settings = state.settings()
     jobs = jobs_for(settings)
-    with Store.open(settings.database_url) as store:
-        with _progress(len(jobs), quiet or as_json) as advance:
-            collected = collect(settings, store, jobs=jobs, on_result=advance)
-        with _bar("sending", quiet or as_json) as progress:
-            report = send_week(settings, store, now=_now(), on_progress=progress)
+    with Store.open(settings.database_url) as store, _week_progress(len(jobs), quiet or as_json) as (advance, sending):
+        week = run_week(settings, store, _now(), jobs=jobs, on_result=advance, on_progress=sending)
+    collected, report = week.collected, week.sent
     if as_json:
         out.print_json(json.dumps({"collect": collected.as_dict(), "send": report.as_dict()}))
     else:
@@ -791,6 +789,38 @@ def run(state: _State, as_json: bool, quiet: bool) -> None:
         _print_send(report, settings, False, quiet)
     if report.stopped:
         raise SystemExit(EXIT_FAILED)
+
+
+@contextmanager
+def _week_progress(
+    total: int, quiet: bool
+) -> Iterator[tuple[Callable[[SourceResult], None], Callable[[int, int], None]]]:
+    """`digest run`'s bars on one display (rich allows one at a time): collecting, then sending."""
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TaskID, TextColumn, TimeElapsedColumn
+
+    if quiet or not err.is_terminal:
+        yield (lambda result: None), (lambda done, total: None)
+        return
+    columns = (
+        TextColumn("{task.fields[step]}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TimeElapsedColumn(),
+        TextColumn("{task.description}"),
+    )
+    with Progress(*columns, console=err, transient=True) as progress:
+        collecting, sending = progress.add_task("", total=total, step="collecting"), list[TaskID]()
+
+        def collected(result: SourceResult) -> None:
+            progress.update(collecting, advance=1, description=result.key[:60])
+
+        def sent(done: int, total: int) -> None:
+            if not sending:
+                progress.update(collecting, visible=False)
+                sending.append(progress.add_task("", total=total, step="sending"))
+            progress.update(sending[0], completed=done, total=total)
+
+        yield collected, sent
 
 
 @contextmanager

@@ -15,7 +15,7 @@ import traceback
 from collections import Counter, defaultdict
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
-from datetime import date, datetime, time, timedelta, tzinfo
+from datetime import datetime, timedelta, tzinfo
 from pathlib import Path
 from typing import TYPE_CHECKING
 from urllib.parse import urlsplit
@@ -29,7 +29,7 @@ from . import feedback
 from .clean import MAX_IMAGE_WIDTH, clean_html, is_tracker, safe_url, text_to_html
 from .errors import DigestError
 from .models import Edition, Post, Publication
-from .periods import parse_week
+from .periods import week_bounds
 from .rank import (
     MIN_SHARERS,
     SharedLink,
@@ -254,14 +254,6 @@ def zone_label(zone: str | tzinfo) -> str:
     if "/" not in key or key.startswith("Etc/"):
         return key
     return key.rsplit("/", 1)[1].replace("_", " ") + " time"
-
-
-def week_bounds(week: str, timezone: str | tzinfo) -> tuple[datetime, datetime]:
-    """An ISO week (``"2026-W47"``) as the calendar week [Monday 00:00, next Monday 00:00) in ``timezone``:
-    the period of a `Composer` given none (an edition's real period comes from `periods`)."""
-    monday = date.fromisocalendar(*parse_week(week), 1)
-    zone = _zone(timezone)
-    return datetime.combine(monday, time(), zone), datetime.combine(monday + timedelta(days=7), time(), zone)
 
 
 def _period_label(start: datetime, end: datetime, zone: tzinfo) -> str:

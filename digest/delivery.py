@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import contextlib
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
@@ -43,12 +43,12 @@ from .mail import (
     unsubscribe_mailto,
 )
 from .models import Delivery, Edition, Recipient
-from .periods import Period, edition_for, in_progress
+from .periods import Period, in_progress
 from .store import DeliveryLog, Store
 from .store.leases import this_process
 from .tokens import make_token
 
-__all__ = ["SendReport", "links_for", "send_week"]
+__all__ = ["SendReport", "deliver", "links_for", "recipients"]
 
 ATTEMPTS = 3  # tries of one message within a run, on transient failures
 GIVE_UP_AFTER = 5  # consecutive transient failures (a server down): stop, leave the rest queued
@@ -130,25 +130,22 @@ def recipients(settings: Settings, store: Store, now: datetime, only: str | None
     return chosen
 
 
-def send_week(
+def deliver(
     settings: Settings,
     store: Store,
+    period: Period,
+    people: Sequence[Recipient],
+    paths: Mapping[str, str],
     *,
     now: datetime,
-    week: str | None = None,
-    only: str | None = None,
     dry_run: bool = False,
     messenger: Messenger | None = None,
     on_progress: Callable[[int, int], None] | None = None,
 ) -> SendReport:
-    """Send an edition (default: the last completed one, see `periods`) to every confirmed subscriber
-    who has not had it (see the module doc). A dry run fills in `SendReport.planned` and sends nothing."""
-    from .pipeline import prepare_editions
-
-    period = edition_for(settings, week, now, complete=True)
+    """Step 4: send the period's stored editions, ``paths`` (address -> edition path, step 3's output), to
+    each of ``people`` who has not had it (see the module doc); one with no path has nothing this week.
+    A dry run fills in `SendReport.planned` and sends nothing."""
     label = period.week
-    people = recipients(settings, store, now, only)
-    paths = prepare_editions(settings, store, people, now=now, period=period)
     messenger = messenger or messenger_for(settings.mail, settings.outbox_dir, label)
     report = SendReport(label, messenger.name, period, in_progress(settings, now).due, len(people), dry_run=dry_run)
     report.nothing_to_send = sorted(r.email for r in people if r.email not in paths)

@@ -3,7 +3,7 @@
 A message is built once per edition (headers and both parts serialized with ``email.policy.SMTP``),
 then each subscriber's copy only fills in placeholders. A `Messenger` hands one message over; the
 send loop records every delivery in the store before and after, so a re-run after a crash sends
-only what was not handed over. See `send_week` for the one unavoidable window.
+only what was not handed over. See `delivery` for the one unavoidable window.
 """
 
 from __future__ import annotations

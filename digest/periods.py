@@ -12,21 +12,33 @@ whatever day a command runs on:
 - `edition_for` resolves a ``--week``: a week whose period has not started yet is refused, and so,
   for sending, is the one still in progress.
 
-The schedule (``schedule.py``), the pipeline (``pipeline.py``) and the composer's labels all read
-these functions; nothing else computes a send time or an ISO week.
+The schedule (``schedule.py``: `send_due`, `next_send`), the pipeline (``pipeline.py``) and the composer
+(`week_bounds`, its labels) all read these functions; nothing else computes a send time or an ISO week.
 """
 
 from __future__ import annotations
 
 import re
 from dataclasses import dataclass
-from datetime import UTC, date, datetime, timedelta, tzinfo
+from datetime import UTC, date, datetime, time, timedelta, tzinfo
 from zoneinfo import ZoneInfo
 
 from .config import Settings
 from .errors import UsageError
 
-__all__ = ["Period", "describe", "edition_for", "in_progress", "last_completed", "parse_week", "send_time", "week_of"]
+__all__ = [
+    "Period",
+    "describe",
+    "edition_for",
+    "in_progress",
+    "last_completed",
+    "next_send",
+    "parse_week",
+    "send_due",
+    "send_time",
+    "week_bounds",
+    "week_of",
+]
 
 _DAYS = ("Mon", "Tue", "Wed", "Thu", "Fri", "Sat", "Sun")
 _MONTHS = ("Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec")
@@ -136,3 +148,23 @@ def describe(settings: Settings, moment: datetime) -> str:
     local = moment.astimezone(_zone(settings.digest.timezone))
     day, month = _DAYS[local.weekday()], _MONTHS[local.month - 1]
     return f"{day} {local.day} {month} {local.year} {local:%H:%M} {settings.digest.timezone}"
+
+
+def send_due(settings: Settings, now: datetime) -> str | None:
+    """The ISO week (``2026-W47``) whose weekly job is due at ``now``: the last completed edition
+    (`periods.last_completed`), until the ISO week of its send time ends. None before the send time."""
+    last = last_completed(settings, now)
+    return last.week if week_of(now, settings.digest.timezone) == last.week else None
+
+
+def next_send(settings: Settings, now: datetime) -> datetime:
+    """The next send time after ``now`` (this week's, or next week's when it has passed)."""
+    return in_progress(settings, now).due
+
+
+def week_bounds(week: str, timezone: str | tzinfo) -> tuple[datetime, datetime]:
+    """An ISO week (``"2026-W47"``) as the calendar week [Monday 00:00, next Monday 00:00) in ``timezone``:
+    the period of a `Composer` given none (an edition's real period comes from `periods`)."""
+    monday = date.fromisocalendar(*parse_week(week), 1)
+    zone = _zone(timezone)
+    return datetime.combine(monday, time(), zone), datetime.combine(monday + timedelta(days=7), time(), zone)

@@ -1,30 +1,33 @@
-"""The weekly job as numbered steps a reader follows top to bottom; each step is also a command.
+"""The weekly job, `run_week`, as numbered steps a reader follows top to bottom, and the steps it is made of.
 
-1. collect   every source, into the store                     (digest collect)
-2. filter    the edition's posts by topic, each decision kept  (digest filter)
-3. compose   one edition per topic selection                   (digest preview)
-4. send      each subscriber's copy, exactly once              (digest send; see delivery.py)
+Each step takes the previous step's output and is also a command of its own: collect (`digest collect`),
+filter (`digest filter`), compose (`digest preview`), send (`digest send`, `send_week`).
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass
 from datetime import datetime
 from typing import TYPE_CHECKING
 
 from .config import Settings
 from .errors import DigestError
 from .models import Edition, Post, Publication, Recipient
-from .periods import Period, in_progress, last_completed
+from .periods import Period, edition_for, in_progress, last_completed
 from .store import FilterRun, Store
 
 if TYPE_CHECKING:
     from .chats import Recap
+    from .collect import CollectReport, Job, SourceResult
     from .compose import Composer
+    from .delivery import SendReport
     from .feedback import Signal
+    from .mail import Messenger
     from .topics import Explanation, NoiseProfile
 
 __all__ = [
+    "WeekReport",
     "chat_recaps",
     "composer_for",
     "composer_from_run",
@@ -35,7 +38,63 @@ __all__ = [
     "publication_names",
     "readers_editions",
     "run_filter",
+    "run_week",
+    "send_week",
 ]
+
+
+@dataclass(frozen=True, slots=True)
+class WeekReport:
+    """What `run_week` did: step 1's collection and steps 2 to 4's send."""
+
+    collected: CollectReport
+    sent: SendReport
+
+
+def run_week(
+    settings: Settings,
+    store: Store,
+    now: datetime,
+    *,
+    jobs: list[Job] | None = None,
+    on_result: Callable[[SourceResult], None] | None = None,
+    on_progress: Callable[[int, int], None] | None = None,
+) -> WeekReport:
+    """The weekly job (`digest run`, `digest serve`'s weekly send), for the edition that is due at ``now``:
+
+    1. collect   every source (or ``jobs``), into the store; ``on_result`` hears of each source
+    2. filter    the edition's posts by topic, each decision kept            (`run_filter`)
+    3. compose   one edition per topic selection, stored once for the week   (`prepare_editions`)
+    4. send      each subscriber's copy, exactly once; ``on_progress`` counts (`delivery.deliver`)
+    """
+    from . import collect  # looked up when called, as `bench` times it
+
+    collected = collect.collect(settings, store, now=now, jobs=jobs, on_result=on_result)
+    return WeekReport(collected, send_week(settings, store, now=now, on_progress=on_progress))
+
+
+def send_week(
+    settings: Settings,
+    store: Store,
+    *,
+    now: datetime,
+    week: str | None = None,
+    only: str | None = None,
+    dry_run: bool = False,
+    messenger: Messenger | None = None,
+    on_progress: Callable[[int, int], None] | None = None,
+) -> SendReport:
+    """Steps 2 to 4 for one edition (default: the last completed one, see `periods`), to every confirmed
+    subscriber (or ``only`` one) who has not had it: `digest send`. The week's editions are filtered and
+    composed once; a re-run sends the stored ones. A dry run plans and sends nothing."""
+    from .delivery import deliver, recipients
+
+    period = edition_for(settings, week, now, complete=True)
+    people = recipients(settings, store, now, only)
+    paths = prepare_editions(settings, store, people, now=now, period=period)  # steps 2 and 3
+    return deliver(
+        settings, store, period, people, paths, now=now, dry_run=dry_run, messenger=messenger, on_progress=on_progress
+    )
 
 
 def noise_profile(settings: Settings) -> NoiseProfile:

@@ -30,13 +30,17 @@ import socket
 import threading
 from collections.abc import Callable, Iterator
 from datetime import UTC, datetime, timedelta
+from typing import TYPE_CHECKING
 
 from . import clock
 from .chats import open_chats
 from .config import Settings
 from .models import JobStatus
-from .periods import in_progress, last_completed, week_of
+from .periods import next_send, send_due
 from .store import Store
+
+if TYPE_CHECKING:
+    from .collect import CollectReport
 
 __all__ = [
     "CHAT_EVERY",
@@ -62,18 +66,6 @@ CHAT_EVERY = timedelta(minutes=5)  # how often a running chat's hashtag is colle
 Job = Callable[[Settings, Store, datetime], tuple[bool, str]]
 
 
-def send_due(settings: Settings, now: datetime) -> str | None:
-    """The ISO week (``2026-W47``) whose weekly job is due at ``now``: the last completed edition
-    (`periods.last_completed`), until the ISO week of its send time ends. None before the send time."""
-    last = last_completed(settings, now)
-    return last.week if week_of(now, settings.digest.timezone) == last.week else None
-
-
-def next_send(settings: Settings, now: datetime) -> datetime:
-    """The next send time after ``now`` (this week's, or next week's when it has passed)."""
-    return in_progress(settings, now).due
-
-
 def collect_slot(now: datetime, every: timedelta) -> str:
     """The collection slot ``now`` falls in: the start of its ``every``-long step since the epoch, in UTC."""
     step = int(every.total_seconds())
@@ -86,13 +78,17 @@ def collect_job(settings: Settings, store: Store, now: datetime) -> tuple[bool, 
     from .collect import collect
 
     report = collect(settings, store, now=now)
+    return not report.all_failed, _collected_line(report)
+
+
+def _collected_line(report: CollectReport) -> str:
     line = (
         f"{report.new_posts} new posts; {report.count('ok') + report.count('not_modified')} sources answered, "
         f"{report.count('failed')} failed"
     )
     if report.count("held_elsewhere"):
         line += f", {report.count('held_elsewhere')} held by other runs"
-    return not report.all_failed, line
+    return line
 
 
 def chat_job(settings: Settings, store: Store, now: datetime) -> tuple[bool, str]:
@@ -115,12 +111,12 @@ def _job_tag(key: str) -> str:
 
 
 def weekly_job(settings: Settings, store: Store, now: datetime) -> tuple[bool, str]:
-    """What ``digest run`` does: collect, then filter, compose and send this week's edition. True when
-    nothing is left to send (no message deferred, the run not stopped)."""
-    from .delivery import send_week
+    """What ``digest run`` does (`pipeline.run_week`). True when nothing is left to send (no message
+    deferred, the run not stopped)."""
+    from .pipeline import run_week
 
-    _, collected = collect_job(settings, store, now)
-    report = send_week(settings, store, now=now)
+    week = run_week(settings, store, now)
+    collected, report = _collected_line(week.collected), week.sent
     line = (
         f"collected {collected}; {report.week}: sent {len(report.sent)}, skipped {len(report.already_sent)} "
         f"already sent, failed {len(report.failed)}, deferred {len(report.deferred)}"

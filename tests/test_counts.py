@@ -12,9 +12,9 @@ import pytest
 from helpers import LAST_SEND, NOW, make_post, run_cli
 from webclient import SECRET, Site, make_site
 
-from digest.delivery import send_week
 from digest.demo import run_demo
 from digest.models import Author, Recipient
+from digest.pipeline import send_week
 
 ANA = "ana@example.org"
 BLOG = Author("Bo", "", "https://blog.example/")

@@ -14,9 +14,9 @@ import pytest
 from helpers import LAST_SEND, NOW, make_post
 from webclient import PUBLIC, SECRET, Site, make_site
 
-from digest.delivery import send_week
 from digest.feedback import FeedbackLinks, read_link
 from digest.models import Author, Post, Recipient
+from digest.pipeline import send_week
 from digest.tokens import TokenError
 
 ANA, BEN = "ana@example.org", "ben@example.org"

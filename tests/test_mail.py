@@ -21,7 +21,7 @@ from smtpserver import SmtpSink
 
 from digest import clock
 from digest.config import Settings
-from digest.delivery import send_week
+from digest.pipeline import send_week
 from digest.store import Store
 
 ROOT = Path(__file__).resolve().parents[1]

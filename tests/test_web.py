@@ -16,8 +16,8 @@ from helpers import LAST_SEND, NOW, make_post
 from itsdangerous.timed import TimestampSigner
 from webclient import CONFIG, PUBLIC, SECRET, Site, forms, inputs_and_labels, link_in, make_site
 
-from digest.delivery import send_week
 from digest.models import Recipient
+from digest.pipeline import send_week
 from digest.store import suppressions
 from digest.tokens import make_token
 from digest.web import ARCHIVE_CSP, BODY_LIMIT, PAGE_CSP

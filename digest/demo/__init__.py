@@ -184,9 +184,9 @@ def run_demo(folder: Path, *, now: datetime | None = None, say: Callable[[str], 
     from .. import config
     from ..collect import collect
     from ..compose import personalize
-    from ..delivery import links_for, send_week
+    from ..delivery import links_for
     from ..periods import last_completed
-    from ..pipeline import composer_from_run
+    from ..pipeline import composer_from_run, send_week
     from ..store import Store
 
     folder.mkdir(parents=True, exist_ok=True)
