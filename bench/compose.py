@@ -71,7 +71,7 @@ def people(count: int) -> list[tuple[str, str, tuple[str, ...]]]:
 def _measure(subscribers: int, sample: int) -> dict[str, Any]:
     import time
 
-    from digest.compose import Composer, personalize, selection
+    from digest.compose import Composer, Tuning, personalize, selection
 
     posts, kept = week()
     readers = people(subscribers)
@@ -102,7 +102,7 @@ def _measure(subscribers: int, sample: int) -> dict[str, Any]:
     chosen = [readers[i * step] for i in range(sample)]
     with Stopwatch() as naive, profiled("compose-baseline"):
         for (_, name, topics), (unsubscribe, preferences) in zip(chosen, links, strict=False):
-            edition = composer._compose(selection(topics, order))  # uncached: one render + premailer each
+            edition = composer._compose(selection(topics, order), Tuning())  # uncached: one render + premailer each
             assert edition is not None
             personalize(edition, unsubscribe_url=unsubscribe, preferences_url=preferences, name=name)
     return {

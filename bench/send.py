@@ -219,7 +219,7 @@ def _message(edition: Edition, email: str, name: str, now: datetime) -> bytes:
 
 
 def _baseline(port: int, messages: int, sample: int) -> dict[str, Any]:
-    from digest.compose import selection
+    from digest.compose import Tuning, selection
     from digest.mail import SmtpMessenger
 
     composer, order = _composer()
@@ -231,7 +231,7 @@ def _baseline(port: int, messages: int, sample: int) -> dict[str, Any]:
     url = f"smtp://127.0.0.1:{port}"
     with Stopwatch() as clock, profiled("send-baseline"):
         for email, name, topics in chosen:
-            edition = composer._compose(selection(topics, order))  # render + premailer for this message
+            edition = composer._compose(selection(topics, order), Tuning())  # render + premailer for this message
             assert edition is not None
             message = _message(edition, email, name, now)
             messenger = SmtpMessenger(url, "none")  # a new connection per message
