@@ -28,7 +28,7 @@ from urllib.parse import quote, unquote
 
 from . import addresses
 from .config import MailSettings, expand_env, smtp_url
-from .errors import DigestError, one_line
+from .errors import DigestError, MailError, PermanentMailError, TransientMailError, one_line
 from .feedback import FeedbackLinks
 from .feedback import fill as fill_feedback
 
@@ -47,22 +47,6 @@ __all__ = [
 # Per-subscriber values a message template carries until `MessageTemplate.render` fills them in.
 TO, MESSAGE_ID, UNSUB_HTTP, UNSUB_MAILTO = "%%TO%%", "%%MESSAGE_ID%%", "%%LIST_UNSUBSCRIBE%%", "%%LIST_UNSUB_MAILTO%%"
 _LONG_LINE = 990  # SMTP's hard limit is 998 octets a line
-
-
-class MailError(DigestError):
-    """A message could not be handed over; ``code`` is the SMTP reply code when there is one."""
-
-    def __init__(self, message: str, code: int | None = None) -> None:
-        super().__init__(message)
-        self.code = code
-
-
-class TransientMailError(MailError):
-    """Worth retrying: 4xx replies, dropped connections, timeouts. The message was not accepted."""
-
-
-class PermanentMailError(MailError):
-    """Not worth retrying: a 5xx reply (an unknown or refused address, a rejected message)."""
 
 
 class Messenger(Protocol):

@@ -26,15 +26,11 @@ from urllib.parse import urlsplit
 
 from lxml import etree
 
-from .errors import SourceError
+from .errors import OpmlError
 
 __all__ = ["OpmlDocument", "OpmlError", "OpmlFeed", "OpmlGroup", "parse_opml", "read_opml", "render_opml", "write_opml"]
 
 MAX_BYTES = 20_000_000  # a subscription list, not a data dump
-
-
-class OpmlError(SourceError):
-    """An OPML file cannot be read (missing, not well-formed, not OPML) or written."""
 
 
 @dataclass(frozen=True, slots=True)

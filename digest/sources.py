@@ -37,7 +37,7 @@ from .collect.fetch import Fetcher, FetchResult
 from .collect.parse import ParsedFeed, parse_feed
 from .collect.urls import canonical_url
 from .config import BlueskySource, FeedSource, HashtagSource, MastodonSource, Settings, Source
-from .errors import ConfigError, FetchError, PermanentFetchError, SourceError, one_line
+from .errors import ChoiceNeeded, ConfigError, FetchError, PermanentFetchError, SourceError, one_line
 from .models import SourceState
 from .opml import OpmlFeed, OpmlGroup, read_opml, write_opml
 from .store import Store, database_exists
@@ -89,24 +89,6 @@ _MASTODON_RSS = re.compile(r"^https?://([A-Za-z0-9.-]+)/@([A-Za-z0-9_]+)\.rss$",
 _TAG_RSS = re.compile(r"^https?://([A-Za-z0-9.-]+)/tags/(\w+)\.rss(?:\?limit=\d+)?$", re.IGNORECASE)
 _BLUESKY_RSS = re.compile(r"^https?://bsky\.app/profile/([^/?#]+)/rss$", re.IGNORECASE)
 _T = TypeVar("_T")
-
-
-class ChoiceNeeded(SourceError):
-    """A page offers several feeds and nobody chose (or the choice was out of range): ``candidates`` lists them."""
-
-    def __init__(
-        self, page: str, candidates: Sequence[Candidate], problem: str = "", followed: Sequence[str] = ()
-    ) -> None:
-        self.page = page
-        self.candidates = list(candidates)
-        more = f" not followed yet (and {len(followed)} followed already)" if followed else ""
-        lines = [
-            f"{problem + '; ' if problem else ''}{page} offers {len(candidates)} feeds{more}; "
-            "choose with --pick N (or --all):"
-        ]
-        lines += [f"  {i}. {c.describe()}" for i, c in enumerate(candidates, start=1)]
-        lines += [f"  -  {line}" for line in followed]
-        super().__init__("\n".join(lines))
 
 
 # -- what a source is -------------------------------------------------------------------------

@@ -37,7 +37,7 @@ from . import addresses
 from .compose import environment
 from .config import Settings, expand_env
 from .delivery import links_for
-from .errors import ConfigError, DigestError, UsageError
+from .errors import ConfigError, DigestError, InvalidInput, NotSubscribed, SubscriptionError, SuppressedAddress
 from .mail import Messenger, messenger_for, sender_domain
 from .models import Recipient, SubscriberOrigin, SubscriberStatus
 from .store import Store, database_exists
@@ -71,22 +71,6 @@ STATES = ("pending", "confirmed", "unsubscribed", "bouncing")
 Sent = Literal["confirm", "already", "welcome"]
 
 
-class SubscriptionError(DigestError):
-    """A subscription request that cannot be done as asked; the message says why, for a person."""
-
-
-class InvalidInput(SubscriptionError, UsageError):
-    """A malformed email address, an unknown topic, a missing field."""
-
-
-class SuppressedAddress(SubscriptionError):
-    """The address unsubscribed: only the person can subscribe it again (on the subscribe page)."""
-
-
-class NotSubscribed(SubscriptionError):
-    """The address a link or command names is not (or no longer) subscribed."""
-
-
 # -- input ------------------------------------------------------------------------------------
 
 
@@ -112,11 +96,11 @@ def parse_topics(settings: Settings, chosen: Iterable[str]) -> tuple[str, ...] |
     unknown = [c for c in picked if c not in names]
     if unknown:
         shown = unknown[0] if len(unknown[0]) <= 60 else unknown[0][:60] + "…"
-        raise InvalidInput(f"There is no topic called {shown!r}; choose from {', '.join(names)}.")
+        raise InvalidInput(f"There is no topic called {shown!r}; choose from {', '.join(names)}.", field="topics")
     if not names:
         return None
     if not picked:
-        raise InvalidInput("Please choose at least one topic.")
+        raise InvalidInput("Please choose at least one topic.", field="topics")
     ordered = tuple(n for n in names if n in picked)
     return None if len(ordered) == len(names) else ordered
 

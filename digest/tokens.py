@@ -4,16 +4,12 @@ from __future__ import annotations
 
 from itsdangerous import BadSignature, SignatureExpired, URLSafeTimedSerializer
 
-from .errors import DigestError
+from .errors import TokenError
 
 __all__ = ["TokenError", "make_token", "read_token"]
 
 # How long a link in an email stays good, per purpose (seconds).
 LIFETIMES = {"unsubscribe": 365 * 86400, "preferences": 90 * 86400, "confirm": 7 * 86400, "feedback": 60 * 86400}
-
-
-class TokenError(DigestError):
-    """A link's token is forged, for another purpose, or expired."""
 
 
 def make_token(secret: str, purpose: str, address: str) -> str:
@@ -27,6 +23,6 @@ def read_token(secret: str, purpose: str, token: str, max_age: int | None = None
     try:
         return str(serializer.loads(token, max_age=max_age if max_age is not None else LIFETIMES[purpose]))
     except SignatureExpired:
-        raise TokenError(f"this {purpose} link has expired") from None
+        raise TokenError(f"this {purpose} link has expired", expired=True) from None
     except BadSignature:
         raise TokenError(f"this {purpose} link is not valid") from None

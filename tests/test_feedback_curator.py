@@ -166,3 +166,29 @@ def test_likeness_is_the_post_the_account_or_close_words_and_not_for_me_wins() -
     assert hide == {week[0].id, week[1].id, week[2].id}
     assert boost == {week[3].id}
     assert likeness.adjust([]) == (frozenset(), frozenset())
+
+
+def test_signals_and_examples_on_sqlite_and_postgresql(store_url: str) -> None:
+    """One signal per reader, post and topic whichever button is pressed how often; undo; accepting twice
+    replaces the label; an unsubscription leaves anonymous signals that still count as readers."""
+    from digest.feedback import tally
+
+    with Store.open(store_url) as store:
+        store.add_subscriber(Recipient(READERS[0], "", None), NOW)
+        for kind in ("less", "less", "more"):
+            press(store, READERS[0], "a" * 16, kind)
+        press(store, READERS[1], "a" * 16, "more")
+        assert sorted((s.email, s.kind) for s in store.signals(post_id="a" * 16)) == [
+            (READERS[0], "more"),
+            (READERS[1], "more"),
+        ]
+        assert store.undo_signal(READERS[1], "a" * 16, "Interoperability") is True
+        assert store.undo_signal(READERS[1], "a" * 16, "Interoperability") is False
+        store.accept_examples([("Interoperability", "a" * 16, "text", True)], "curator", NOW)
+        store.accept_examples([("Interoperability", "a" * 16, "text", False)], "curator", NOW)
+        assert [(e["post_id"], e["label"]) for e in store.examples()] == [("a" * 16, False)]
+        press(store, READERS[1], "a" * 16, "more")
+        store.unsubscribe(READERS[0], NOW)
+        assert sorted(s.email for s in store.signals()) == ["", READERS[1]]
+        [tallied] = tally(store.signals(), {})
+        assert (tallied.more, tallied.readers) == (2, 2)  # the anonymous signal still counts as a reader

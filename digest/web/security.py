@@ -23,7 +23,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from ..addresses import limit_key
 from ..config import Settings
-from ..errors import DigestError
+from ..errors import BadRequest, CsrfError, RateLimited
 from ..ratelimit import SlidingWindow, ip_key
 from ..tokens import TokenError, make_token, read_token
 
@@ -61,22 +61,6 @@ SECURITY_HEADERS = {
 }
 
 # -- errors the pages raise ------------------------------------------------------------------------
-
-
-class CsrfError(DigestError):
-    """A form's POST did not carry a valid token from the page that showed it."""
-
-
-class RateLimited(DigestError):
-    """Too many requests from one IP address, or for one email address."""
-
-    def __init__(self, message: str, retry_after: float) -> None:
-        super().__init__(message)
-        self.retry_after = retry_after
-
-
-class BadRequest(DigestError):
-    """A request no page of ours would send (a malformed form, an absurd token)."""
 
 
 # -- middleware ------------------------------------------------------------------------------------
@@ -212,7 +196,7 @@ class Guard:
         try:
             payload = read_token(self.secret, "csrf", token, max_age=CSRF_MAX_AGE)
         except TokenError as exc:
-            if "expired" in str(exc):
+            if exc.expired:
                 raise CsrfError("This form is more than two hours old. Reload the page and try again.") from None
             raise CsrfError("This form could not be verified. Reload the page and try again.") from None
         kind, _, rest = payload.partition("|")

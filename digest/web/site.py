@@ -18,11 +18,11 @@ from starlette.responses import HTMLResponse, Response
 from .. import subscribers as subs
 from ..compose import environment
 from ..config import Settings
-from ..errors import DigestError
+from ..errors import BadRequest, CsrfError, DigestError, RateLimited
 from ..mail import MailError, Messenger
 from ..store import Store
 from ..tokens import TokenError
-from .security import SECURITY_HEADERS, BadRequest, CsrfError, Guard, RateLimited
+from .security import SECURITY_HEADERS, Guard
 
 log = logging.getLogger("digest.web")
 

@@ -54,9 +54,8 @@ class SubscriptionPages(Section):
             address = subs.normalize_email(raw)
             subs.parse_topics(self.settings, chosen)
         except subs.InvalidInput as exc:
-            field = "topics" if "topic" in str(exc) else "email"
             keep = [c for c in chosen if c in self.topic_names]
-            return self.subscribe_form(nonce, email=raw[:254], chosen=keep, status=400, error=str(exc), field=field)
+            return self.subscribe_form(nonce, email=raw[:254], chosen=keep, status=400, error=str(exc), field=exc.field)
         self.guard.limit("subscribe", request, address)
         await run_in_threadpool(self._subscribe, address, chosen)
         # The same page whatever happened: the email says "confirm" or "you are already subscribed".
