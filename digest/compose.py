@@ -322,14 +322,20 @@ def environment(templates_dir: Path | None = None) -> jinja2.Environment:
 def inline_css(html: str) -> str:
     """Inline the ``<style>`` rules into style attributes; media queries (mobile, dark mode) stay in a
     ``<style>`` block with their ``!important``. No network: external stylesheets are never fetched."""
-    return Premailer(
-        html,
-        allow_network=False,  # never fetch a <link> stylesheet
-        strip_important=False,  # the kept media queries need !important to beat the inlined styles
-        disable_link_rewrites=True,  # hrefs (and the placeholders in them) stay as rendered
-        disable_basic_attributes=["width", "height", "align"],  # keep <img width="560"> for Outlook, no width="auto"
-        cssutils_logging_level=logging.CRITICAL,  # cssutils warns ~60 times on vendor properties: ~20 ms each email
-    ).transform()
+    return str(
+        Premailer(
+            html,
+            allow_network=False,  # never fetch a <link> stylesheet
+            strip_important=False,  # the kept media queries need !important to beat the inlined styles
+            disable_link_rewrites=True,  # hrefs (and the placeholders in them) stay as rendered
+            disable_basic_attributes=[
+                "width",
+                "height",
+                "align",
+            ],  # keep <img width="560"> for Outlook, no width="auto"
+            cssutils_logging_level=logging.CRITICAL,  # cssutils warns ~60 times on vendor properties: ~20 ms each email
+        ).transform()
+    )
 
 
 # -- composing -----------------------------------------------------------------------------------

@@ -452,4 +452,4 @@ class DkimSigner:
             signature = dkim.sign(message, self.selector, self.domain, self.key, include_headers=headers)
         except dkim.DKIMException as exc:
             raise DigestError(f"[mail] dkim_key: cannot sign: {exc}") from None
-        return signature + message
+        return bytes(signature) + message

@@ -172,7 +172,7 @@ def render_opml(groups: Sequence[OpmlGroup], *, title: str, now: datetime) -> by
             if feed.html_url:
                 attributes["htmlUrl"] = feed.html_url
             etree.SubElement(folder, "outline", attributes)
-    return etree.tostring(root, xml_declaration=True, encoding="UTF-8", pretty_print=True)
+    return bytes(etree.tostring(root, xml_declaration=True, encoding="UTF-8", pretty_print=True))
 
 
 def write_opml(path: str | os.PathLike[str], groups: Sequence[OpmlGroup], *, title: str, now: datetime) -> int:

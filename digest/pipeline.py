@@ -19,7 +19,8 @@ from .store import FilterRun, Store
 
 if TYPE_CHECKING:
     from .chats import Recap
-    from .collect import CollectReport, Job, SourceResult
+    from .collect import CollectReport, SourceResult
+    from .collect.base import Job
     from .compose import Composer
     from .delivery import SendReport
     from .feedback import Signal

@@ -186,7 +186,7 @@ def score(post: Post, topic_score: float, shares: int, now: datetime) -> float:
     age_days = max((now - post.published).total_seconds(), 0.0) / 86400
     recency = 0.5 ** (age_days / HALF_LIFE_DAYS)
     value = topic_score + ENGAGEMENT_WEIGHT * engagement + SHARING_WEIGHT * sharing + RECENCY_WEIGHT * recency
-    return round(value, 9)
+    return round(float(value), 9)
 
 
 def rank_section(

@@ -7,6 +7,7 @@ hashtags into words (``#HealthIT`` -> ``health it``, ``#digitalhealth`` -> ``dig
 from __future__ import annotations
 
 import html
+import importlib
 import re
 import string
 import unicodedata
@@ -63,9 +64,7 @@ _WORD_CHARS = _WordChars()
 @lru_cache(maxsize=1)
 def _segmenter() -> ModuleType:
     """`wordninja` (English unigram costs, ~30 MB), imported only when a run-together hashtag needs it."""
-    import wordninja
-
-    return wordninja
+    return importlib.import_module("wordninja")
 
 
 def _segment_run(run: str) -> list[str]:

@@ -187,8 +187,9 @@ class Fetcher:
     def _backoff(self, retry_state: Any) -> float:
         exc = retry_state.outcome.exception() if retry_state.outcome else None
         if isinstance(exc, FetchError) and exc.retry_after is not None:
-            return exc.retry_after
-        return min(8.0, 0.5 * 2 ** (retry_state.attempt_number - 1)) + random.uniform(0, 0.25)
+            return float(exc.retry_after)
+        attempt: int = retry_state.attempt_number
+        return min(8.0, 0.5 * 2.0 ** (attempt - 1)) + random.uniform(0, 0.25)
 
     async def _once(self, method: str, url: str, headers: dict[str, str], payload: Any, budget: _Budget) -> FetchResult:
         host = urlsplit(url).netloc
@@ -269,7 +270,7 @@ class _Budget(stop_base):
 
     def __call__(self, retry_state: Any) -> bool:
         left = (self._deadline or 0.0) - asyncio.get_running_loop().time()
-        return left <= retry_state.upcoming_sleep
+        return bool(left <= retry_state.upcoming_sleep)
 
 
 def _status_error(response: httpx.Response, max_wait: float) -> FetchError:

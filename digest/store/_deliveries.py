@@ -14,7 +14,7 @@ from sqlalchemy.engine import Engine
 from ..errors import LostClaim
 from ..models import Delivery, DeliveryStatus
 from . import leases
-from ._engine import Records, guarded
+from ._engine import Records, guarded, store_error
 from ._schema import deliveries
 from ._sql import insert_new
 
@@ -53,7 +53,6 @@ class DeliveryLog:
         self.durable.commit()
         self.fast.commit()
 
-    @guarded("record a delivery")
     def mark(
         self, delivery: Delivery, status: DeliveryStatus, now: datetime, *, durable: bool = True, **values: Any
     ) -> Delivery:
@@ -62,6 +61,14 @@ class DeliveryLog:
         Raises `LostClaim` when the run no longer holds the delivery (its lease lapsed and another run
         took it over): the caller must not hand the message over.
         """
+        try:
+            return self._mark(delivery, status, now, durable, values)
+        except sa.exc.SQLAlchemyError as exc:
+            raise store_error(self.engine, "record a delivery", exc) from exc
+
+    def _mark(
+        self, delivery: Delivery, status: DeliveryStatus, now: datetime, durable: bool, values: dict[str, Any]
+    ) -> Delivery:
         conn = self.durable if durable else self.fast
         params = {
             "_week": delivery.week,

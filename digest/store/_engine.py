@@ -19,7 +19,7 @@ from sqlalchemy.engine import Connection, Engine
 
 from ..errors import StoreError, one_line
 
-__all__ = ["Records", "database_exists", "display_url", "environment_failure", "guarded", "retried"]
+__all__ = ["Records", "database_exists", "display_url", "environment_failure", "guarded", "retried", "store_error"]
 
 # A write that lost a deadlock (PostgreSQL) or outwaited the busy timeout (SQLite) is tried again.
 _WRITE_ATTEMPTS = 4
@@ -175,10 +175,15 @@ def guarded(doing: str) -> Callable[[Callable[Concatenate[_S, _P], _R]], Callabl
             try:
                 return method(self, *args, **kwargs)
             except sa.exc.SQLAlchemyError as exc:
-                why = one_line(getattr(exc, "orig", None) or exc, 300)
-                where = self.engine.url.render_as_string(hide_password=True)
-                raise StoreError(f"{where}: cannot {doing}: {exc.__class__.__name__}: {why}") from exc
+                raise store_error(self.engine, doing, exc) from exc
 
         return run
 
     return decorate
+
+
+def store_error(engine: Engine, doing: str, exc: sa.exc.SQLAlchemyError) -> StoreError:
+    """``URL: cannot DOING: ErrorClass: the database's reason``, on one line, the password masked."""
+    why = one_line(getattr(exc, "orig", None) or exc, 300)
+    where = engine.url.render_as_string(hide_password=True)
+    return StoreError(f"{where}: cannot {doing}: {exc.__class__.__name__}: {why}")

@@ -45,7 +45,7 @@ from starlette.routing import Route
 
 from .. import clock
 from ..config import Settings
-from ..errors import DigestError
+from ..errors import BadRequest, CsrfError, DigestError, RateLimited
 from ..mail import Messenger
 from ..store import Store
 from .archive import ArchivePages
@@ -55,10 +55,7 @@ from .security import (
     BODY_LIMIT,
     CSRF_MAX_AGE,
     PAGE_CSP,
-    BadRequest,
     BodyLimit,
-    CsrfError,
-    RateLimited,
     SecurityHeaders,
     SlashRedirect,
 )

@@ -245,7 +245,7 @@ def form_field(form: FormData, name: str) -> str:
 
 
 def path_token(request: Request) -> str:
-    token = request.path_params["token"]
+    token: str = request.path_params["token"]
     if len(token) > MAX_TOKEN:
         raise TokenError("this link is not valid")
     return token
