@@ -6,6 +6,7 @@ import gc
 import json
 from datetime import timedelta
 from pathlib import Path
+from typing import Any
 
 import pytest
 from helpers import NOW, run_cli, settings_from
@@ -228,3 +229,26 @@ def test_a_store_that_fails_stops_the_run_with_one_error(
         collect(settings, BrokenStore(store.engine))
     gc.collect()  # a task whose exception nobody retrieved says so when it is collected
     assert not [r for r in caplog.records if r.name == "asyncio"], [r.getMessage() for r in caplog.records]
+
+
+def test_each_claim_reads_a_window_of_the_sources_left_not_all_of_them(tmp_path: Path, http_server: TestServer) -> None:
+    """A run claims CLAIM_BATCH sources at a time; each claim reads at most CLAIM_WINDOW batches of the
+    sources left (reading every one left each time made 1,000 feeds cost 40 reads of up to 1,000 rows),
+    and every source is still collected once."""
+    from digest.collect import CLAIM_BATCH, CLAIM_WINDOW
+
+    asked: list[int] = []
+
+    class CountingStore(SQLStore):
+        def claim_sources(self, wanted: Any, *args: Any, **kwargs: Any) -> Any:
+            asked.append(len(wanted))
+            return super().claim_sources(wanted, *args, **kwargs)
+
+    count = CLAIM_BATCH * CLAIM_WINDOW + 40
+    http_server.route("/f", Response(b"<rss version='2.0'><channel><title>t</title></channel></rss>"))
+    urls = [http_server.url(f"/f?n={i}") for i in range(count)]
+    settings = settings_from(tmp_path, feeds_config(*urls))
+    with Store.open(settings.database_url) as store:
+        report = collect(settings, CountingStore(store.engine), now=NOW)
+    assert report.count("ok") == count and len(http_server.requests("/f")) == count
+    assert max(asked) <= CLAIM_BATCH * CLAIM_WINDOW < count

@@ -17,6 +17,7 @@ when its lease lapses otherwise (the holder renews it while it fetches).
 from __future__ import annotations
 
 import asyncio
+import itertools
 import logging
 import os
 import time
@@ -51,6 +52,7 @@ CLAIM_BATCH = 25  # sources a run claims at a time: small, so that parallel runs
 LEASE = timedelta(minutes=5)  # a source's claim lapses this long after its last renewal (its run died)
 RENEW_EVERY = 60.0  # seconds between lease renewals while a run fetches
 RETRY_CLAIM = 0.25  # seconds before asking again for sources another claim was deciding on
+CLAIM_WINDOW = 8  # a claim looks at this many batches of the sources left: reading all of them each time is n^2
 
 
 @dataclass(slots=True)
@@ -277,7 +279,8 @@ class _Claims:
         return self.now + timedelta(seconds=time.monotonic() - self.started)
 
     async def take(self, pending: dict[str, Job], limit: int) -> SourceClaims:
-        wanted = [(job.key, job.kind, job.url) for job in pending.values()]
+        window = itertools.islice(pending.values(), limit * CLAIM_WINDOW)
+        wanted = [(job.key, job.kind, job.url) for job in window]
         return await asyncio.to_thread(
             self.store.claim_sources,
             wanted,
