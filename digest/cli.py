@@ -211,7 +211,7 @@ def check(state: _State, as_json: bool) -> None:
     if settings.chats:
         chats = ", ".join(f"#{c.hashtag} {c.when} for {c.duration}" for c in settings.chats)
         out.print(f"  chats:       {chats} (recapped; see `digest chats list`)", markup=False)
-    secrets = _secret_names(settings)
+    secrets = config_mod.secret_names(settings)
     if secrets:
         out.print(f"  secrets:     read from the environment: {', '.join(secrets)}")
     for line in advice:
@@ -238,18 +238,8 @@ def _check_summary(settings: config_mod.Settings, kinds: Counter[str], endpoints
             "next_send": in_progress(settings, _now()).due.isoformat(),
         },
         "chats": [{"hashtag": c.hashtag, "when": c.when, "duration": c.duration} for c in settings.chats],
-        "secrets": _secret_names(settings),
+        "secrets": config_mod.secret_names(settings),
     }
-
-
-def _secret_names(settings: config_mod.Settings) -> list[str]:
-    values = [
-        settings.digest.database,
-        settings.bluesky.app_password or "",
-        settings.mail.smtp or "",
-        settings.subscription.secret or "",
-    ]
-    return sorted({m.group(1) for v in values for m in config_mod._ENV_REF.finditer(v)})
 
 
 @cli.command(name="collect")

@@ -38,6 +38,7 @@ __all__ = [
     "Topic",
     "load",
     "parse",
+    "secret_names",
 ]
 
 DEFAULT_PATH = "feeds.toml"
@@ -61,6 +62,18 @@ def expand_env(value: str) -> str:
         return os.environ[name]
 
     return _ENV_REF.sub(sub, value)
+
+
+def secret_names(settings: Settings) -> list[str]:
+    """The environment variables (``${VAR}``) the secret-bearing settings read: database, Bluesky app
+    password, SMTP URL, subscription secret; what `digest check` lists, never their values."""
+    values = [
+        settings.digest.database,
+        settings.bluesky.app_password or "",
+        settings.mail.smtp or "",
+        settings.subscription.secret or "",
+    ]
+    return sorted({m.group(1) for v in values for m in _ENV_REF.finditer(v)})
 
 
 def expand_database(value: str) -> str:
