@@ -15,7 +15,6 @@ from __future__ import annotations
 import io
 import os
 import re
-import tempfile
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -27,6 +26,7 @@ from urllib.parse import urlsplit
 from lxml import etree
 
 from .errors import OpmlError
+from .files import replace_atomically
 
 __all__ = ["OpmlDocument", "OpmlError", "OpmlFeed", "OpmlGroup", "parse_opml", "read_opml", "render_opml", "write_opml"]
 
@@ -180,14 +180,7 @@ def write_opml(path: str | os.PathLike[str], groups: Sequence[OpmlGroup], *, tit
     path = Path(path)
     data = render_opml(groups, title=title, now=now)
     try:
-        fd, temp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-        try:
-            with os.fdopen(fd, "wb") as handle:
-                handle.write(data)
-            os.replace(temp, path)
-        except BaseException:
-            Path(temp).unlink(missing_ok=True)
-            raise
+        replace_atomically(path, data)
     except OSError as exc:
         raise OpmlError(f"{path}: cannot be written: {exc.strerror or exc}") from None
     return sum(len(group.feeds) for group in groups)

@@ -4,9 +4,7 @@ result read back before and after it is written."""
 from __future__ import annotations
 
 import json
-import os
 import re
-import tempfile
 import tomllib
 from collections.abc import Mapping, Sequence
 from pathlib import Path
@@ -14,6 +12,7 @@ from typing import Any
 
 from .. import config
 from ..errors import ConfigError, SourceError
+from ..files import replace_atomically
 
 
 def append_sources(path: Path, entries: Sequence[Mapping[str, Any]]) -> str:
@@ -173,17 +172,6 @@ def _replace(path: Path, data: bytes, expect: bytes | None = None) -> None:
     try:
         if expect is not None and path.read_bytes() != expect:
             raise SourceError(f"{path}: changed while sources were being added; nothing written, try again")
-        mode = path.stat().st_mode & 0o7777
-        fd, temp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-        try:
-            with os.fdopen(fd, "wb") as handle:
-                handle.write(data)
-                handle.flush()
-                os.fsync(handle.fileno())
-            os.chmod(temp, mode)
-            os.replace(temp, path)
-        except BaseException:
-            Path(temp).unlink(missing_ok=True)
-            raise
+        replace_atomically(path, data, mode=path.stat().st_mode & 0o7777)
     except OSError as exc:
         raise SourceError(f"{path}: cannot be written: {exc.strerror or exc}") from None
