@@ -298,7 +298,10 @@ def test_a_noise_word_that_inflects_a_topic_keyword_stays_noise() -> None:
         "The home team won the game in overtime",
         "Two games this weekend for the team",
     ]
-    from digest.topics import DEFAULT_NOISE, _Batch, _evidence, normalize_many
+    from digest.textnorm import normalize_many
+    from digest.topics import DEFAULT_NOISE
+    from digest.topics._batch import _Batch
+    from digest.topics._evidence import _evidence
 
     ev = _evidence(_Batch(normalize_many(posts)), [sports], DEFAULT_NOISE)
     assert ("gaming",) in {k[0] for k in ev.noise_keywords}
@@ -328,7 +331,7 @@ def test_a_topic_rare_in_its_week_needs_more_to_be_kept(
     """In a week that is 5% topic, even odds still mean chatter: the topic's threshold rises with its rarity
     (`_prior_shift`), which keeps fewer chatter posts and scores better than the balanced threshold on the
     same batches. In a week that is mostly topic, nothing moves, so the little chatter it has stays dropped."""
-    from digest import topics
+    from digest.topics import _filter as topics
     from digest.evaluate import sample_rows, score
 
     texts, labels = dev
