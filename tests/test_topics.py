@@ -363,8 +363,7 @@ def test_chatter_that_names_no_noise_word_is_dropped_where_the_week_splits(
     above them keeps the chatter that names none (multi-dev's entertainment posts under Business or Sports).
     Pulled toward where the week's own scores split in two (`_two_groups_cut`), it drops most of that too."""
     from digest import config
-    from digest.cli import read_labelled
-    from digest.evaluate import sample_rows, score
+    from digest.evaluate import read_labelled, sample_rows, score
     from digest.pipeline import noise_profile
     from digest.topics import _filter
 
