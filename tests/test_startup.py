@@ -59,7 +59,9 @@ mastodon = "@someone@mastodon.example"
 
 [[sources]]
 hashtag = "FHIR"
-networks = ["mastodon", "bluesky"]
+
+[[sources]]
+bluesky = "someone.bsky.social"
 
 [[topics]]
 name = "Interoperability"
@@ -91,3 +93,10 @@ def test_version_and_help_load_neither_the_heavy_libraries_nor_the_config_reader
     loaded = _loaded(tmp_path, *argv)
     assert "click" in loaded  # the probe did run the command
     assert sorted(loaded & {*HEAVY, *CONFIG_ONLY}) == []
+
+
+def test_check_loads_the_config_reader_but_none_of_the_heavy_libraries(tmp_path: Path) -> None:
+    (tmp_path / "feeds.toml").write_text(FEEDS_TOML, encoding="utf-8")
+    loaded = _loaded(tmp_path, "--config", str(tmp_path / "feeds.toml"), "check", "--json")
+    assert "pydantic" in loaded  # the probe did read feeds.toml
+    assert sorted(loaded & set(HEAVY)) == []

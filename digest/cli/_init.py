@@ -78,14 +78,14 @@ def check(state: State, as_json: bool) -> None:
       digest --config feeds.toml check
     """
     from ..advice import warnings
-    from ..collect import jobs_for
     from ..config import secret_names
-    from ..store import display_url
+    from ..dburl import display_url
+    from ..endpoints import endpoints as endpoints_of
 
     settings = state.settings()
-    jobs = jobs_for(settings)
+    jobs = endpoints_of(settings)
     kinds = Counter(type(s).__name__.removesuffix("Source").lower() for s in settings.sources)
-    endpoints = Counter(job.kind for job in jobs)
+    endpoints = Counter[str](job.kind for job in jobs)
     advice = warnings(settings)
     if as_json:
         print_json({**_check_summary(settings, kinds, endpoints), "warnings": advice})
@@ -116,16 +116,15 @@ def check(state: State, as_json: bool) -> None:
 def _check_summary(settings: Settings, kinds: Counter[str], endpoints: Counter[str]) -> dict[str, Any]:
     """``check --json``: what the lines say, as data."""
     from ..config import secret_names
+    from ..dburl import display_url
     from ..periods import in_progress
-    from ..store import display_url
-    from ..subscribers import counts
 
     return {
         "config": str(settings.path),
         "ok": True,
         "sources": {"total": sum(kinds.values()), "kinds": dict(sorted(kinds.items())), "endpoints": dict(endpoints)},
         "topics": [t.name for t in settings.topics],
-        "subscribers": {"listed": len(settings.subscribers), "store": counts(settings)},
+        "subscribers": {"listed": len(settings.subscribers), "store": _stored_counts(settings)},
         "mail": settings.mail.mode,
         "store": display_url(settings.database_url),
         "schedule": {
@@ -141,10 +140,21 @@ def _check_summary(settings: Settings, kinds: Counter[str], endpoints: Counter[s
 def _store_counts(settings: Settings) -> str:
     """``; in the store: 3 confirmed, ...`` for `check`, or nothing before the store exists."""
     from ..errors import StoreError
-    from ..subscribers import counts
 
     try:
-        found = counts(settings)
+        found = _stored_counts(settings)
     except StoreError as exc:
         return f"; the store cannot be read: {exc}"
     return f"; in the store: {counts_line(found)}" if found is not None else ""
+
+
+def _stored_counts(settings: Settings) -> dict[str, int] | None:
+    """Subscribers by state in the store, or None before it exists; the store's code (SQLAlchemy)
+    is loaded only when there is a store to read."""
+    from ..dburl import database_exists
+
+    if not database_exists(settings.database_url):
+        return None
+    from ..subscribers import counts
+
+    return counts(settings)
