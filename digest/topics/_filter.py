@@ -14,6 +14,7 @@ from ..models import Decision
 from ..textnorm import normalize_many
 from ._batch import _Batch
 from ._evidence import _Evidence, _evidence, _profile_rows
+from ._examples import Votes, example_votes
 from ._model import _expit, _Fit, _learn, _log_odds_against_chatter, _softmax
 from ._spec import DEFAULT_NOISE, DEFAULT_THRESHOLD, Explanation, NoiseProfile, TopicSpec
 
@@ -71,6 +72,7 @@ class TopicFilter:
         self._offset = np.zeros(len(self.specs))
         self._prior = np.zeros(len(self.specs))  # per topic, the log-odds shift for the batch's topic shares
         self._seeds = np.zeros(0, dtype=np.int64)  # batch order: the class each post's keywords point to, or -1
+        self._votes: Votes | None = None  # readers' accepted examples voting on the posts like them
 
     @property
     def names(self) -> tuple[str, ...]:
@@ -89,6 +91,7 @@ class TopicFilter:
             self._rank[order] = np.arange(len(order))
             self._batch = batch = _Batch([normalized[i] for i in order])
             self._evidence = ev = _evidence(batch, self.specs, self.noise)
+            self._votes = example_votes(batch, self.specs)
             keys = np.fromiter((zlib.crc32(d.encode()) for d in batch.docs), dtype=np.int64, count=len(batch.docs))
             profiles = _profile_rows(self.specs, self.noise, ev.noise_keywords)
             self._model = _learn(batch, ev, profiles, keys) if self.specs else None
@@ -158,12 +161,16 @@ class TopicFilter:
         return np.where(placed, _PRIOR_WEIGHT * np.minimum(np.log(topic / chatter), 0.0), 0.0)
 
     def _class_probabilities(self) -> np.ndarray:
-        """Batch rows x (topics + chatter), from the model, or from keyword margins when there is none."""
+        """Batch rows x (topics + chatter), from the model, or from keyword margins when there is none; the
+        accepted examples' votes move each topic's logit (and so its log-odds against chatter)."""
         batch, ev = self._fitted()
         if self._model is not None:
-            return _softmax(self._model.logits(batch.x))
-        margin = ev.topic - ev.noise[:, None]  # keywords alone: a topic keyword more than noise keywords
-        logits = np.column_stack([np.where(margin > 0, 2.0, -2.0) + margin, np.zeros(len(batch.docs))])
+            logits = self._model.logits(batch.x)
+        else:
+            margin = ev.topic - ev.noise[:, None]  # keywords alone: a topic keyword more than noise keywords
+            logits = np.column_stack([np.where(margin > 0, 2.0, -2.0) + margin, np.zeros(len(batch.docs))])
+        if self._votes is not None:
+            logits[:, :-1] += self._votes.shift
         return _softmax(logits)
 
     def _fitted(self) -> tuple[_Batch, _Evidence]:
@@ -198,9 +205,11 @@ class TopicFilter:
         best = topic.max(axis=1, keepdims=True)
         contender = (topic >= best) | (topic >= _SECOND_TOPIC * best)
         kept = (against >= thresholds) & contender & (against > 0)
-        # Too little to place the threshold: the keywords keep their posts (unless the curator set one).
+        # Too little to place the threshold: the keywords keep their posts (unless the curator set one, or an
+        # accepted example like the post says it is not about the topic).
         unplaced = (self._offset == _UNPLACED_SHIFT) & np.array([s.threshold is None for s in self.specs])
-        return kept | (ev.calls(batch.nonempty) & unplaced)
+        vetoed = self._votes.shift < 0 if self._votes is not None else np.zeros_like(kept)
+        return kept | (ev.calls(batch.nonempty) & unplaced & ~vetoed)
 
     def decisions(self) -> list[Decision]:
         """One `Decision` per post of the fitted batch, in order."""
@@ -238,7 +247,9 @@ class TopicFilter:
         batch, _ = self._fitted()
         row = int(self._rank[index])
         terms = {name: self._top_terms(row, k, top) for k, name in enumerate(self.names)}
-        return Explanation(batch.docs[row], self.decision(index), terms)
+        votes = self._votes
+        moved = {name: votes.moved(row, k) for k, name in enumerate(self.names)} if votes is not None else {}
+        return Explanation(batch.docs[row], self.decision(index), terms, {k: v for k, v in moved.items() if v})
 
     def _top_terms(self, row: int, k: int, top: int) -> tuple[tuple[str, float], ...]:
         """Each word's share of the post's log-odds of topic ``k`` against chatter: TF-IDF x weight difference."""
