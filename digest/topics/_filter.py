@@ -26,8 +26,22 @@ _MIN_TOPIC_SEEDS = 8  # a topic's own seed posts needed for the batch to place i
 _MIN_CHATTER = 20  # chatter seeds needed to place the threshold from the batch; fewer: the fixed threshold
 _CHATTER_QUANTILE = 0.995  # the threshold sits where this share of the batch's chatter seeds scores below
 _THRESHOLD_RANGE = (0.38, 0.5)  # ... but never looser than this, nor stricter than the default threshold
+_SPLIT_PULL = 0.5  # how far the threshold moves from where chatter seeds end to where the week's scores split
 _PRIOR_WEIGHT = 0.3  # how far a topic's rarity in the batch raises its threshold (0: not at all, 1: Bayes' full shift)
 _PRIOR_SHARE_RANGE = (0.01, 0.99)  # a share estimated from a batch is never taken as more certain than this
+
+
+def _two_groups_cut(values: np.ndarray, bins: int = 64) -> float:
+    """The value that best splits these in two groups, as Otsu's method does for an image's grey levels: the cut
+    with the largest variance between the two groups' means, over a 64-bin histogram (so any order gives it)."""
+    hist, edges = np.histogram(values, bins=bins)
+    mids = (edges[:-1] + edges[1:]) / 2
+    below = np.cumsum(hist)[:-1].astype(float)
+    above = hist.sum() - below
+    mass = np.cumsum(hist * mids)[:-1]
+    mean_below = mass / np.maximum(below, 1)
+    mean_above = ((hist * mids).sum() - mass) / np.maximum(above, 1)
+    return float(edges[1:-1][int(np.argmax(below * above * (mean_below - mean_above) ** 2))])
 
 
 @contextmanager
@@ -52,8 +66,9 @@ class TopicFilter:
     every class weighing the same however rare it is in the batch. Topics and chatter compete: a post
     goes to its most probable topic when that topic beats chatter (its probability against chatter at
     or above the threshold), and to a second topic only when that one is nearly as probable. The
-    threshold is placed from the batch itself, just above nearly all of its chatter seeds
-    (`_chatter_offsets`), so posts with no keyword but the topic's company of words are kept. With
+    threshold is placed from the batch itself, half-way between just above nearly all of its chatter
+    seeds and where the batch's scores split in two (`_chatter_offsets`), so posts with no keyword but
+    the topic's company of words are kept and chatter that names no noise word is not. With
     nothing to learn from, keywords alone decide. The posts are put in a canonical order first, so
     any order of the same posts gives the same decisions.
     """
@@ -73,6 +88,7 @@ class TopicFilter:
         self._prior = np.zeros(len(self.specs))  # per topic, the log-odds shift for the batch's topic shares
         self._seeds = np.zeros(0, dtype=np.int64)  # batch order: the class each post's keywords point to, or -1
         self._votes: Votes | None = None  # readers' accepted examples voting on the posts like them
+        self._decide = np.zeros((0, 0))  # `_probs` with the votes: what the decisions read
 
     @property
     def names(self) -> tuple[str, ...]:
@@ -102,6 +118,7 @@ class TopicFilter:
                 self._model = _learn(batch, ev, profiles, keys, self._guesses())
                 self._probs = self._class_probabilities()
                 self._offset = self._chatter_offsets(self._seeds)
+            self._decide = self._voted()
             self._prior = self._prior_shift()
         return self
 
@@ -121,8 +138,11 @@ class TopicFilter:
         The model's scores of a post with no keyword are modest even when it is plainly on topic, so a
         fixed 0.5 misses most of them. The posts the noise profile clearly marks as chatter show how high
         chatter scores in this batch: the threshold moves down to just above nearly all of them (their
-        best topic's score), within `_THRESHOLD_RANGE`. A topic with too few seed posts of its own has
-        learned too little for that, and in a week with too few chatter seeds nothing shows where chatter
+        best topic's score), within `_THRESHOLD_RANGE`. Those seeds are the easy chatter, though: chatter that
+        names no noise word scores higher. So the threshold is then pulled `_SPLIT_PULL` of the way toward
+        the cut that best splits the batch's best-topic scores in two groups (`_two_groups_cut`), which lies
+        between the chatter and the topics whatever words the chatter uses. A topic with too few seed posts
+        of its own has learned too little for that, and in a week with too few chatter seeds nothing shows where chatter
         ends: there a post must show its topic clearly (`_UNPLACED_SHIFT`), and the topic's keyword seeds
         are kept whatever the model says (`kept`).
         """
@@ -137,6 +157,11 @@ class TopicFilter:
         q = float(np.clip(np.quantile(best, _CHATTER_QUANTILE), *_THRESHOLD_RANGE))
         learned = np.bincount(seeds[seeds >= 0], minlength=k + 1)[:k] >= _MIN_TOPIC_SEEDS
         offsets[learned] = -np.log(q / (1 - q))
+        # Chatter seeds are the easy chatter (they name a noise word); the rest of the week's chatter scores
+        # higher. Where the week's own scores split in two shows where the rest ends, so the threshold moves
+        # that way too (half-way: the split alone is too strict for a topic's keyword-less posts).
+        split = _two_groups_cut(_log_odds_against_chatter(self._probs[self._fitted()[0].nonempty]).max(axis=1))
+        offsets[learned] += _SPLIT_PULL * (-split - offsets[learned])
         return offsets
 
     def _prior_shift(self) -> np.ndarray:
@@ -161,16 +186,21 @@ class TopicFilter:
         return np.where(placed, _PRIOR_WEIGHT * np.minimum(np.log(topic / chatter), 0.0), 0.0)
 
     def _class_probabilities(self) -> np.ndarray:
-        """Batch rows x (topics + chatter), from the model, or from keyword margins when there is none; the
-        accepted examples' votes move each topic's logit (and so its log-odds against chatter)."""
+        """Batch rows x (topics + chatter), from the model, or from keyword margins when there is none."""
         batch, ev = self._fitted()
         if self._model is not None:
-            logits = self._model.logits(batch.x)
-        else:
-            margin = ev.topic - ev.noise[:, None]  # keywords alone: a topic keyword more than noise keywords
-            logits = np.column_stack([np.where(margin > 0, 2.0, -2.0) + margin, np.zeros(len(batch.docs))])
-        if self._votes is not None:
-            logits[:, :-1] += self._votes.shift
+            return _softmax(self._model.logits(batch.x))
+        margin = ev.topic - ev.noise[:, None]  # keywords alone: a topic keyword more than noise keywords
+        logits = np.column_stack([np.where(margin > 0, 2.0, -2.0) + margin, np.zeros(len(batch.docs))])
+        return _softmax(logits)
+
+    def _voted(self) -> np.ndarray:
+        """`_probs` with the accepted examples' votes on each topic's logit (so on its log-odds against chatter):
+        what decides, once the fit and the thresholds are placed without them."""
+        if self._votes is None:
+            return self._probs
+        logits = np.log(np.maximum(self._probs, 1e-300))
+        logits[:, :-1] += self._votes.shift
         return _softmax(logits)
 
     def _fitted(self) -> tuple[_Batch, _Evidence]:
@@ -187,8 +217,8 @@ class TopicFilter:
     def _against(self, prior: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """`probabilities` in batch order, with this prior shift."""
         batch, _ = self._fitted()
-        against = _expit(_log_odds_against_chatter(self._probs) + self._offset + prior)
-        return np.where(batch.nonempty[:, None], against, 0.0), np.where(batch.nonempty, self._probs[:, -1], 0.5)
+        against = _expit(_log_odds_against_chatter(self._decide) + self._offset + prior)
+        return np.where(batch.nonempty[:, None], against, 0.0), np.where(batch.nonempty, self._decide[:, -1], 0.5)
 
     def kept(self) -> np.ndarray:
         """Posts x topics, True where the post is kept under the topic."""
@@ -201,7 +231,7 @@ class TopicFilter:
             return np.zeros((len(batch.docs), 0), dtype=bool)
         against, _ = self._against(prior)
         thresholds = np.array(list(self._thresholds().values()))
-        topic = self._probs[:, :-1]
+        topic = self._decide[:, :-1]
         best = topic.max(axis=1, keepdims=True)
         contender = (topic >= best) | (topic >= _SECOND_TOPIC * best)
         kept = (against >= thresholds) & contender & (against > 0)
