@@ -53,8 +53,7 @@ def run(quick: bool) -> dict[str, Entry]:
 def _measure(data: str, topics: str, seeds: int) -> dict[str, Any]:
     """One sweep, timed (in a fresh process: see `common.in_child`)."""
     from digest import config
-    from digest.cli import read_labelled
-    from digest.evaluate import check, sweep
+    from digest.evaluate import check, read_labelled, sweep
     from digest.pipeline import noise_profile
 
     settings = config.load(topics)

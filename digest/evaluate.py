@@ -3,6 +3,7 @@ batch sizes with several seeds each (`sweep`), checked against the issue's quali
 
 from __future__ import annotations
 
+import csv
 import math
 import time
 from collections.abc import Callable, Collection, Sequence
@@ -11,6 +12,7 @@ from typing import Any
 
 import numpy as np
 
+from .errors import DigestError
 from .topics import DEFAULT_NOISE, Example, NoiseProfile, TopicFilter, TopicSpec, keyword_matches
 
 __all__ = [
@@ -23,6 +25,7 @@ __all__ = [
     "check",
     "evaluate",
     "feedback_examples",
+    "read_labelled",
     "sample_rows",
     "score",
     "sweep",
@@ -144,6 +147,20 @@ def evaluate(
         "wrong_topic": ours["wrong_topic"],
         "keyword_baseline": baseline,
     }
+
+
+def read_labelled(path: str) -> tuple[list[str], list[set[str]]]:
+    """Rows of a text,label CSV: the texts, and each row's set of topic names (empty: off-topic)."""
+    with open(path, newline="", encoding="utf-8") as handle:
+        reader = csv.DictReader(handle)
+        missing = {"text", "label"} - set(reader.fieldnames or ())
+        if missing:
+            raise DigestError(f"{path}: no {' or '.join(sorted(missing))} column (expected text,label)")
+        texts, labels = [], []
+        for row in reader:
+            texts.append(row["text"] or "")
+            labels.append({name.strip() for name in (row["label"] or "").split("|") if name.strip()})
+    return texts, labels
 
 
 def feedback_examples(texts: Sequence[str], labels: Sequence[Collection[str]], names: Sequence[str]) -> list[Example]:

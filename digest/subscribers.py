@@ -1,6 +1,6 @@
 """Subscribers: subscribe, confirm, change topics, unsubscribe, import and export.
 
-The web app (``web.py``) and the command line (``cli.py``) both call these; they raise
+The web app (``web.py``) and the command line (``cli/``) both call these; they raise
 `SubscriptionError` subclasses (and `TokenError` for a bad link) and never know about HTTP.
 
 States: ``pending`` (subscribed, not yet confirmed), ``confirmed`` (mailed every week),
@@ -37,7 +37,15 @@ from . import addresses
 from .compose import environment
 from .config import Settings, expand_env
 from .delivery import links_for
-from .errors import ConfigError, DigestError, InvalidInput, NotSubscribed, SubscriptionError, SuppressedAddress
+from .errors import (
+    ConfigError,
+    DigestError,
+    InvalidInput,
+    NotSubscribed,
+    SubscriptionError,
+    SuppressedAddress,
+    UsageError,
+)
 from .mail import Messenger, messenger_for, sender_domain
 from .models import Recipient, SubscriberOrigin, SubscriberStatus
 from .store import Store, database_exists
@@ -58,6 +66,7 @@ __all__ = [
     "listing",
     "normalize_email",
     "parse_topics",
+    "preview_topics",
     "remove",
     "secret_of",
     "subscribe",
@@ -109,6 +118,21 @@ def effective_topics(settings: Settings, recipient: Recipient) -> list[str]:
     """The topics a subscriber receives (every topic when they chose all)."""
     names = topic_names(settings)
     return [t for t in recipient.topics if t in names] if recipient.topics is not None else names
+
+
+def preview_topics(settings: Settings, email: str | None, chosen: Sequence[str]) -> list[str]:
+    """The topics a preview shows: those of the subscriber listed in feeds.toml as ``email``, else the
+    ``chosen`` ones (every topic when none); an unknown subscriber or topic is a `DigestError` or `UsageError`."""
+    names = topic_names(settings)
+    if email:
+        match = next((s for s in settings.subscribers if s.email.lower() == email.lower()), None)
+        if match is None:
+            raise DigestError(f"{email}: no such subscriber in {settings.path}")
+        return list(match.topics or names)
+    unknown = [t for t in chosen if t not in names]
+    if unknown:
+        raise UsageError(f"unknown topic {unknown[0]!r}; configured: {', '.join(names)}")
+    return list(chosen or names)
 
 
 # -- links and mail ---------------------------------------------------------------------------

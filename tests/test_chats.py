@@ -655,19 +655,17 @@ def test_composer_for_recaps_the_chats_of_the_edition(tmp_path: Path) -> None:
 
 
 def test_chats_commands(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> None:
-    import digest.cli
-
     settings = settings_from(tmp_path, PIPELINE_TOML)
     chat = Chat("hitsm_host")
     with Store.open(settings.database_url) as store:
         store.add_posts("hashtag:#HITsm@mastodon.social", list(chat.posts.values()))
-    monkeypatch.setattr(digest.cli, "_now", lambda: WINDOW[0] + timedelta(minutes=10))
+    monkeypatch.setenv("DIGEST_NOW", (WINDOW[0] + timedelta(minutes=10)).isoformat())
     assert run_cli("--config", str(settings.path), "chats", "list", "--json") == 0
     listed = json.loads(capsys.readouterr().out)
     assert listed["chats"][0]["running"] is True and listed["chats"][0]["start"] == "2026-11-20T12:00:00-05:00"
     assert run_cli("--config", str(settings.path), "chats", "list") == 0
     assert "running" in capsys.readouterr().out
-    monkeypatch.setattr(digest.cli, "_now", lambda: AFTER_CHAT)
+    monkeypatch.setenv("DIGEST_NOW", AFTER_CHAT.isoformat())
     assert run_cli("--config", str(settings.path), "chats", "recap") == 0
     shown = capsys.readouterr()
     assert shown.out.startswith("== Chat recap: #HITsm ==") and "T3b: And which one do they never find?" in shown.out

@@ -14,7 +14,7 @@ from typing import Any
 import pytest
 from helpers import NOW, ONE_TOPIC, make_post, run_cli, settings_from
 
-from digest.cli import _serving_line
+from digest.cli._serve import _serving_line
 from digest.store import Store
 
 CONFIG = ONE_TOPIC

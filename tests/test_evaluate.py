@@ -311,7 +311,7 @@ def test_sweep_on_the_shared_sets(data: str, topics: str) -> None:
     path = SHARED / data
     if not path.is_file():
         pytest.skip(f"labelled development set not found at {path} (it lives in shared/, beside the repo)")
-    from digest.cli import read_labelled
+    from digest.evaluate import read_labelled
 
     settings = config.load(FIXTURES / topics)
     texts, labels = read_labelled(str(path))

