@@ -121,10 +121,11 @@ def instrument(timers: Timers) -> float:
     imports_s = time.perf_counter() - start
     loads = iter(range(1_000_000))
     timers.wrap(pipeline, "prepare_editions", "prepare_editions")
-    timers.wrap(pipeline, "_filter", "filter")
+    timers.wrap(pipeline, "run_filter", "filter")
     timers.wrap(topics.TopicFilter, "fit", "filter_fit")
     timers.wrap(topics.TopicFilter, "decisions", "filter_decisions")
     timers.wrap(SQLStore, "posts", keyed=lambda *a, **k: f"store_posts_load_{next(loads)}")
+    timers.wrap(SQLStore, "documents", "store_documents_load")
     timers.wrap(SQLStore, "save_filter_run", "store_save_decisions")
     timers.wrap(SQLStore, "save_editions", "store_save_editions")
     timers.wrap(SQLStore, "queue_deliveries", "store_queue_deliveries")

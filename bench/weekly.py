@@ -9,8 +9,8 @@ after its 50 ms latency), filter the week's posts, compose one edition per selec
 every subscriber their copy into the outbox folder (no ``[mail] smtp``: one fsynced ``.eml`` file
 per message, plus the two durable delivery records per message). Value: seconds for the whole
 run. ``steps`` (and the ``*_s`` keys) break it down by wrapping digest's functions; nested steps
-are included in their callers (``filter_s`` includes saving the decisions; the week's posts are
-loaded once, before it, for both the filter and the composer).
+are included in their callers (``filter_s`` includes reading the week's documents and saving the
+decisions; the composer loads the week's posts after it, so the filter never holds their HTML).
 
 The store is filled in one spawned process (untimed, with the store API: ``add_posts`` per
 source, with the source state and its ETag), the run happens in another, so ``peak_mb`` is the
@@ -193,6 +193,7 @@ def _entry(
         "send_s": rounded(deliver),
         "send_other_s": rounded(send_other),
         "breakdown": {
+            "store_documents_load_s": rounded(s.get("store_documents_load", 0.0)),
             "store_posts_load_s": rounded(s.get("store_posts_load_0", 0.0)),
             "filter_fit_s": rounded(s.get("filter_fit", 0.0)),
             "filter_decisions_s": rounded(s.get("filter_decisions", 0.0)),
@@ -235,7 +236,8 @@ def _entry(
             f"(imports_s) done before the clock; {sources:,} feeds on "
             f"{hosts} local ports, each answering 304 after {LATENCY * 1000:.0f} ms (collect_floor_s = sources x "
             "latency / concurrency 50); mail goes to the outbox (one fsynced .eml per message)",
-            "the week's posts are loaded once (breakdown: store_posts_load_s) for the filter and the composer; "
+            "the filter reads the week's documents only (breakdown: store_documents_load_s), the composer then "
+            "loads the posts (store_posts_load_s); "
             "filter_s includes saving every decision; compose_s composes one edition per selection; send_s is "
             "the delivery loop; send_other_s is recipients and queueing",
         ],

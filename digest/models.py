@@ -7,6 +7,7 @@ Collectors turn each payload into a `Post` at the edge; nothing downstream reads
 from __future__ import annotations
 
 import json
+from collections.abc import Iterable
 from dataclasses import asdict, dataclass, field
 from datetime import datetime
 from typing import Literal
@@ -29,6 +30,7 @@ __all__ = [
     "SourceStatus",
     "SubscriberOrigin",
     "SubscriberStatus",
+    "document_of",
 ]
 
 # What a source's last fetch came to: never fetched, fetched (new posts or none), unchanged, failed, gone (410).
@@ -115,9 +117,13 @@ class Post:
 
     def document(self) -> str:
         """The text the topic filter reads: title, body, hashtags and image alt text."""
-        parts = [self.title, self.text, " ".join(f"#{t}" for t in self.tags)]
-        parts += [m.alt for m in self.media if m.alt]
-        return "\n".join(p for p in parts if p)
+        return document_of(self.title, self.text, self.tags, [m.alt for m in self.media])
+
+
+def document_of(title: str, text: str, tags: Iterable[str], alts: Iterable[str]) -> str:
+    """`Post.document` from a post's parts (the store reads them without building the `Post`)."""
+    parts = [title, text, " ".join(f"#{t}" for t in tags), *alts]
+    return "\n".join(p for p in parts if p)
 
 
 @dataclass(frozen=True, slots=True)

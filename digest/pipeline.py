@@ -112,13 +112,6 @@ def run_filter(
 ) -> FilterRun:
     """Step 2: decide the topics of every post in the period (default: the edition in progress), record each."""
     since, until = period or _span(in_progress(settings, now))
-    return _filter(settings, store, store.posts(since, until), since=since, until=until, now=now)
-
-
-def _filter(
-    settings: Settings, store: Store, posts: Sequence[Post], *, since: datetime, until: datetime, now: datetime
-) -> FilterRun:
-    """Decide and record the topics of ``posts`` (the period's, already loaded)."""
     from .topics import TopicFilter  # scikit-learn loads only for the commands that need it
 
     if not settings.topics:
@@ -127,9 +120,12 @@ def _filter(
 
     accept_agreed(settings, store, now)
     specs, noise = taught_topics(settings, store)
-    decisions = TopicFilter(specs, noise=noise).fit([p.document() for p in posts]).decisions()
+    # the documents only, not the posts: the week's HTML is not held while the filter fits
+    ids, docs = _unzip(store.documents(since, until))
+    decisions = TopicFilter(specs, noise=noise).fit(docs).decisions()
+    del docs
     names = tuple(t.name for t in settings.topics)
-    verdicts = list(zip((p.id for p in posts), decisions, strict=True))
+    verdicts = list(zip(ids, decisions, strict=True))
     run_id = store.save_filter_run(now, since, until, names, verdicts)
     return FilterRun(run_id, now, since, until, names, verdicts)
 
@@ -159,6 +155,10 @@ def explain_post(settings: Settings, store: Store, id_or_url: str, top: int = 8)
     return post, fitted.explain([p.id for p in batch].index(post.id), top)
 
 
+def _unzip(pairs: list[tuple[str, str]]) -> tuple[list[str], list[str]]:
+    return [a for a, _ in pairs], [b for _, b in pairs]
+
+
 def _span(period: Period) -> tuple[datetime, datetime]:
     return period.since, period.until
 
@@ -167,9 +167,8 @@ def composer_for(settings: Settings, store: Store, *, now: datetime, period: Per
     """Steps 2 and 3: filter the edition's posts (default: the edition in progress), then prepare the
     composer that renders every selection."""
     period = period or in_progress(settings, now)
-    posts = store.posts(period.since, period.until)  # loaded once, for the filter and the composer
-    run = _filter(settings, store, posts, since=period.since, until=period.until, now=now)
-    return composer_from_run(settings, store, run, week=period.week, now=now, posts=posts)
+    run = run_filter(settings, store, now=now, period=_span(period))
+    return composer_from_run(settings, store, run, week=period.week, now=now)
 
 
 def composer_from_run(

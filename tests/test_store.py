@@ -96,6 +96,33 @@ def test_posts_another_store_wrote_first_count_only_there(store_url: str) -> Non
         assert again is not None and again.engagement == Engagement(9, 9, 9)
 
 
+def test_documents_are_the_posts_documents_in_the_same_order_without_the_posts(store_url: str) -> None:
+    """The filter reads `Store.documents` instead of `Post.document()` of every loaded post: the same
+    text (title, body, hashtags, alt text; a missing alt, a title-less post) in the same order, window
+    bounds included at ``since`` and excluded at ``until``."""
+    posts = [
+        make_post(
+            f"https://news.example/d/{n}",
+            published=NOW + timedelta(hours=n % 4, minutes=n),
+            title="Ballot \u200bnews" if n % 2 else "",
+            tags=("fhir", "hl7") if n % 3 else (),
+            media=(Media("https://news.example/i.png", alt="a chart"), Media("https://news.example/j.png"))
+            if n % 5 == 0
+            else (),
+        )
+        for n in range(12)
+    ]
+    with Store.open(store_url) as store:
+        store.add_posts("feed:a", posts)
+        since, until = NOW + timedelta(hours=1), NOW + timedelta(hours=3, minutes=7)
+        expected = [(p.id, p.document()) for p in store.posts(since, until)]
+        assert store.documents(since, until) == expected
+        assert 0 < len(expected) < len(posts)
+        everything = store.documents()
+        assert everything == [(p.id, p.document()) for p in store.posts()]
+        assert any("a chart" in d for _, d in everything) and any("#fhir #hl7" in d for _, d in everything)
+
+
 def test_shared_link_is_found_from_two_posts(store_url: str) -> None:
     link = "https://hl7.org/fhir/r6"
     a = make_post("https://a.example/1", links=(link,))

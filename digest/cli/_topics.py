@@ -11,11 +11,11 @@ from rich.table import Table
 
 from .. import clock
 from ..errors import DigestError
-from ..models import Decision, Post
 from ._app import State, cli
 from ._output import busy, err, out, print_json
 
 if TYPE_CHECKING:
+    from ..models import Decision, Post
     from ..store import FilterRun
 
 

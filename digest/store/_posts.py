@@ -10,7 +10,8 @@ from typing import Any
 import sqlalchemy as sa
 
 from .. import clock
-from ..models import Author, Engagement, Media, Post, SourceState
+from ..models import Author, Engagement, Media, Post, SourceState, document_of
+from ..textnorm import strip_invisible
 from ._engine import Records, guarded, retried
 from ._schema import post_links, post_sources, posts, sources
 from ._sources import save_states
@@ -110,13 +111,28 @@ class PostRecords(Records):
     @guarded("read posts")
     def posts(self, since: datetime | None = None, until: datetime | None = None) -> list[Post]:
         """Posts published in ``[since, until)``, oldest first."""
-        query = sa.select(*POST_COLUMNS).order_by(posts.c.published, posts.c.id)
-        if since is not None:
-            query = query.where(posts.c.published >= since)
-        if until is not None:
-            query = query.where(posts.c.published < until)
         with self.engine.connect() as conn:
-            return [_row_post(row) for row in conn.execute(query)]
+            return [_row_post(row) for row in conn.execute(_window(sa.select(*POST_COLUMNS), since, until))]
+
+    @guarded("read posts' documents")
+    def documents(self, since: datetime | None = None, until: datetime | None = None) -> list[tuple[str, str]]:
+        """``(id, Post.document())`` of the posts `posts` returns, in its order: what the topic filter reads,
+        without building the posts (their HTML, links and authors stay in the store)."""
+        columns = (posts.c.id, posts.c.title, posts.c.text, posts.c.tags, posts.c.media)
+        query = _window(sa.select(*columns), since, until)
+        with self.engine.connect() as conn:
+            return [
+                (
+                    pid,
+                    document_of(
+                        strip_invisible(title) if title else title,
+                        text,
+                        from_json(tags),
+                        [m.get("alt", "") for m in from_json(media)],
+                    ),
+                )
+                for pid, title, text, tags, media in conn.execute(query)
+            ]
 
     @guarded("count posts")
     def count_posts(self) -> int:
@@ -138,6 +154,16 @@ class PostRecords(Records):
         query = sa.select(post_links.c.post_id).where(post_links.c.url == url).order_by(post_links.c.post_id)
         with self.engine.connect() as conn:
             return list(conn.execute(query).scalars())
+
+
+def _window(query: sa.Select[Any], since: datetime | None, until: datetime | None) -> sa.Select[Any]:
+    """``query`` over the posts published in ``[since, until)``, oldest first."""
+    query = query.order_by(posts.c.published, posts.c.id)
+    if since is not None:
+        query = query.where(posts.c.published >= since)
+    if until is not None:
+        query = query.where(posts.c.published < until)
+    return query
 
 
 def _post_row(post: Post, collected_at: datetime) -> dict[str, Any]:

@@ -97,6 +97,10 @@ class Store(Protocol):
         """Posts published in ``[since, until)``, oldest first."""
         ...
 
+    def documents(self, since: datetime | None = None, until: datetime | None = None) -> list[tuple[str, str]]:
+        """``(id, Post.document())`` of the posts `posts` returns, in its order, without building them."""
+        ...
+
     def count_posts(self) -> int: ...
 
     def sources_of(self, post_id: str) -> list[str]:
