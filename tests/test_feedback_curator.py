@@ -119,11 +119,16 @@ def test_topics_feedback_lists_accepts_and_explain_names_the_signals(
     assert run_cli("--config", config, "filter") == 0
     capsys.readouterr()
     assert run_cli("--config", config, "topics", "explain", post_id, "--json") == 0
-    readers = json.loads(capsys.readouterr().out)["readers"]
+    explained = json.loads(capsys.readouterr().out)
+    readers = explained["readers"]
     assert readers["signals"] == [{"topic": "Interoperability", "not_for_me": 2, "more_like_this": 0}]
     assert readers["accepted"] == [{"topic": "Interoperability", "label": False, "origin": "curator"}]
+    [moved] = explained["examples"]["Interoperability"]  # the post itself, accepted "not for me", voted on it
+    assert moved["label"] is False and moved["similarity"] == 1.0 and moved["shift"] == -4.0
     assert run_cli("--config", config, "topics", "explain", post_id) == 0
-    assert "2 not for me" in capsys.readouterr().out
+    text = capsys.readouterr().out
+    assert "2 not for me" in text
+    assert "moved -4.00 by accepted example (not for me, similarity 1.00): Sourdough starter tips" in text
 
 
 def test_a_split_post_is_refused(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:

@@ -10,14 +10,16 @@ import errno
 import json
 import os
 import sys
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import click
 
 from .. import __version__
-from .. import config as config_mod
 from ..errors import ConfigError, DigestError, UsageError, one_line
 from ._output import err, out
+
+if TYPE_CHECKING:
+    from ..config import Settings
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
 
@@ -45,8 +47,10 @@ class State:
         self.config_path = config_path
         self.verbose = verbose
 
-    def settings(self) -> config_mod.Settings:
-        return config_mod.load(self.config_path)
+    def settings(self) -> Settings:
+        from ..config import load  # pydantic and the address checks: only for the commands that read it
+
+        return load(self.config_path)
 
 
 @click.group(cls=_Group, context_settings={"help_option_names": ["-h", "--help"]})

@@ -4,15 +4,18 @@ from __future__ import annotations
 
 import json
 from datetime import datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import click
 from rich.table import Table
 
 from .. import clock
 from ..errors import DigestError
-from ..models import Post
 from ._app import State, cli
+
+if TYPE_CHECKING:
+    from ..models import Post
+
 from ._output import err, json_flag, out, print_json
 
 

@@ -5,14 +5,16 @@ from __future__ import annotations
 import os
 from collections import Counter
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import click
 
 from .. import clock
-from .. import config as config_mod
 from ._app import State, cli
 from ._output import counts_line, err, json_flag, out, print_json
+
+if TYPE_CHECKING:
+    from ..config import Settings
 
 
 @cli.command()
@@ -46,12 +48,13 @@ def init(state: State, force: bool, systemd: bool) -> None:
       digest --config /srv/digest/feeds.toml init
       digest init --systemd > digest-units.txt
     """
+    from ..config import DEFAULT_PATH
     from ..starter import systemd_units, write_starter
 
     if systemd:
         out.print(systemd_units(state.settings()), markup=False, end="")
         return
-    path = Path(state.config_path or os.environ.get("DIGEST_CONFIG") or config_mod.DEFAULT_PATH)
+    path = Path(state.config_path or os.environ.get("DIGEST_CONFIG") or DEFAULT_PATH)
     write_starter(path, force=force)
     out.print(
         f"wrote {path}: a starter to edit (sources, topics, [mail], [subscription]), then `digest check`", markup=False
@@ -75,13 +78,14 @@ def check(state: State, as_json: bool) -> None:
       digest --config feeds.toml check
     """
     from ..advice import warnings
-    from ..collect import jobs_for
-    from ..store import display_url
+    from ..config import secret_names
+    from ..dburl import display_url
+    from ..endpoints import endpoints as endpoints_of
 
     settings = state.settings()
-    jobs = jobs_for(settings)
+    jobs = endpoints_of(settings)
     kinds = Counter(type(s).__name__.removesuffix("Source").lower() for s in settings.sources)
-    endpoints = Counter(job.kind for job in jobs)
+    endpoints = Counter[str](job.kind for job in jobs)
     advice = warnings(settings)
     if as_json:
         print_json({**_check_summary(settings, kinds, endpoints), "warnings": advice})
@@ -102,25 +106,25 @@ def check(state: State, as_json: bool) -> None:
     if settings.chats:
         chats = ", ".join(f"#{c.hashtag} {c.when} for {c.duration}" for c in settings.chats)
         out.print(f"  chats:       {chats} (recapped; see `digest chats list`)", markup=False)
-    secrets = config_mod.secret_names(settings)
+    secrets = secret_names(settings)
     if secrets:
         out.print(f"  secrets:     read from the environment: {', '.join(secrets)}")
     for line in advice:
         err.print(f"warning: {line}", markup=False)
 
 
-def _check_summary(settings: config_mod.Settings, kinds: Counter[str], endpoints: Counter[str]) -> dict[str, Any]:
+def _check_summary(settings: Settings, kinds: Counter[str], endpoints: Counter[str]) -> dict[str, Any]:
     """``check --json``: what the lines say, as data."""
+    from ..config import secret_names
+    from ..dburl import display_url
     from ..periods import in_progress
-    from ..store import display_url
-    from ..subscribers import counts
 
     return {
         "config": str(settings.path),
         "ok": True,
         "sources": {"total": sum(kinds.values()), "kinds": dict(sorted(kinds.items())), "endpoints": dict(endpoints)},
         "topics": [t.name for t in settings.topics],
-        "subscribers": {"listed": len(settings.subscribers), "store": counts(settings)},
+        "subscribers": {"listed": len(settings.subscribers), "store": _stored_counts(settings)},
         "mail": settings.mail.mode,
         "store": display_url(settings.database_url),
         "schedule": {
@@ -129,17 +133,28 @@ def _check_summary(settings: config_mod.Settings, kinds: Counter[str], endpoints
             "next_send": in_progress(settings, clock.now()).due.isoformat(),
         },
         "chats": [{"hashtag": c.hashtag, "when": c.when, "duration": c.duration} for c in settings.chats],
-        "secrets": config_mod.secret_names(settings),
+        "secrets": secret_names(settings),
     }
 
 
-def _store_counts(settings: config_mod.Settings) -> str:
+def _store_counts(settings: Settings) -> str:
     """``; in the store: 3 confirmed, ...`` for `check`, or nothing before the store exists."""
     from ..errors import StoreError
-    from ..subscribers import counts
 
     try:
-        found = counts(settings)
+        found = _stored_counts(settings)
     except StoreError as exc:
         return f"; the store cannot be read: {exc}"
     return f"; in the store: {counts_line(found)}" if found is not None else ""
+
+
+def _stored_counts(settings: Settings) -> dict[str, int] | None:
+    """Subscribers by state in the store, or None before it exists; the store's code (SQLAlchemy)
+    is loaded only when there is a store to read."""
+    from ..dburl import database_exists
+
+    if not database_exists(settings.database_url):
+        return None
+    from ..subscribers import counts
+
+    return counts(settings)

@@ -3,14 +3,18 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import click
 from rich.console import Console
 
 from .. import clock
-from .. import config as config_mod
 from ..errors import DigestError
 from ._app import State, cli
+
+if TYPE_CHECKING:
+    from ..config import Settings
+
 from ._output import busy, err, json_flag, open_in_browser, out, print_json
 
 
@@ -95,7 +99,7 @@ def preview(
         open_in_browser(path)
 
 
-def _preview_links(settings: config_mod.Settings) -> str:
+def _preview_links(settings: Settings) -> str:
     base = settings.subscription.public_url
     return f"{base.rstrip('/')}/preview/" if base else "#"
 

@@ -11,12 +11,12 @@ import click
 from rich.table import Table
 
 from .. import clock
-from .. import config as config_mod
 from ._app import EXIT_FAILED, State, cli
 from ._output import bar, collect_bar, err, out, plural
 
 if TYPE_CHECKING:
     from ..collect import SourceResult
+    from ..config import Settings
     from ..delivery import SendReport
 
 DRY_RUN_SHOWN = 10  # addresses a dry run prints per edition (its --json lists them all)
@@ -201,7 +201,7 @@ def _week_progress(
         yield collected, sent
 
 
-def print_send(report: SendReport, settings: config_mod.Settings, as_json: bool, quiet: bool) -> None:
+def print_send(report: SendReport, settings: Settings, as_json: bool, quiet: bool) -> None:
     from ..periods import describe
 
     if as_json:

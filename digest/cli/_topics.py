@@ -11,11 +11,11 @@ from rich.table import Table
 
 from .. import clock
 from ..errors import DigestError
-from ..models import Decision, Post
 from ._app import State, cli
 from ._output import busy, err, out, print_json
 
 if TYPE_CHECKING:
+    from ..models import Decision, Post
     from ..store import FilterRun
 
 
@@ -173,6 +173,12 @@ def topics_explain(state: State, post: str, as_json: bool) -> None:
                     "thresholds": decision.thresholds,
                     "noise_score": decision.noise_score,
                     "terms": {k: [list(t) for t in v] for k, v in explanation.terms.items()},
+                    "examples": {
+                        k: [
+                            {"text": t, "label": label, "similarity": cos, "shift": shift} for t, label, cos, shift in v
+                        ]
+                        for k, v in explanation.examples.items()
+                    },
                     "readers": readers,
                 }
             )
@@ -189,6 +195,12 @@ def topics_explain(state: State, post: str, as_json: bool) -> None:
         terms = ", ".join(f"{term} {weight:+.2f}" for term, weight in explanation.terms.get(name, ()))
         if terms:
             out.print(f"    terms: {terms}", markup=False)
+        for text, label, cos, shift in explanation.examples.get(name, ()):
+            way = "more like this" if label else "not for me"
+            example = " ".join(text.split())[:80]
+            out.print(
+                f"    moved {shift:+.2f} by accepted example ({way}, similarity {cos:.2f}): {example}", markup=False
+            )
     _print_readers(readers)
     if recorded and recorded.topics != explanation.decision.topics:
         out.print("note: the topics changed since that run; `digest filter` records fresh decisions", markup=False)

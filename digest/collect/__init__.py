@@ -30,6 +30,7 @@ from typing import Any
 
 from .. import clock
 from ..config import BlueskySource, FeedSource, HashtagSource, MastodonSource, Settings
+from ..endpoints import Endpoint, endpoints
 from ..errors import FetchError, one_line
 from ..models import Post, SourceState
 from ..store import SourceClaims, Store
@@ -123,52 +124,27 @@ def _kind_order(kind: str) -> int:
 
 
 def jobs_for(settings: Settings) -> list[Job]:
-    """One job per endpoint the configuration names, each with a stable key."""
-    c = settings.collect
-    jobs: dict[str, Job] = {}
-    for source in settings.sources:
-        if isinstance(source, FeedSource):
-            jobs.setdefault(source.key, FeedJob(source.key, "feed", source.feed))
-        elif isinstance(source, MastodonSource):
-            server = source.mastodon.rsplit("@", 1)[1]
-            key = f"mastodon:{source.mastodon}"
-            jobs.setdefault(
-                key, account_job(source.mastodon, _base(settings, server), source.via or c.mastodon_via, key)
-            )
-        elif isinstance(source, HashtagSource):
-            for server in (source.servers or c.servers) if "mastodon" in source.networks else ():
-                key = f"hashtag:#{source.hashtag}@{server}"
-                jobs.setdefault(
-                    key, hashtag_job(source.hashtag, server, _base(settings, server), source.via or c.mastodon_via, key)
-                )
-            if "bluesky" in source.networks:
-                key = f"hashtag:#{source.hashtag}@bluesky"
-                b = settings.bluesky
-                jobs.setdefault(
-                    key,
-                    BlueskySearchJob(
-                        key,
-                        "hashtag",
-                        f"{b.service}/search?q=%23{source.hashtag}",
-                        source.hashtag,
-                        b.service.rstrip("/"),
-                        b.handle or "",
-                        b.app_password or "",
-                    ),
-                )
-        elif isinstance(source, BlueskySource):
-            key = f"bluesky:{source.bluesky}"
-            jobs.setdefault(
-                key,
-                BlueskyAuthorJob(
-                    key,
-                    "bluesky",
-                    f"https://bsky.app/profile/{source.bluesky}",
-                    source.bluesky,
-                    c.bluesky_appview.rstrip("/"),
-                ),
-            )
-    return list(jobs.values())
+    """One job per endpoint the configuration names (`endpoints`), each with its stable key."""
+    return [_job(settings, endpoint) for endpoint in endpoints(settings)]
+
+
+def _job(settings: Settings, endpoint: Endpoint) -> Job:
+    c, source, key, server = settings.collect, endpoint.source, endpoint.key, endpoint.server
+    if isinstance(source, FeedSource):
+        return FeedJob(key, "feed", source.feed)
+    if isinstance(source, MastodonSource):
+        return account_job(source.mastodon, _base(settings, server), source.via or c.mastodon_via, key)
+    if isinstance(source, HashtagSource) and server:
+        return hashtag_job(source.hashtag, server, _base(settings, server), source.via or c.mastodon_via, key)
+    b = settings.bluesky
+    if isinstance(source, HashtagSource):
+        search = f"{b.service}/search?q=%23{source.hashtag}"
+        return BlueskySearchJob(
+            key, "hashtag", search, source.hashtag, b.service.rstrip("/"), b.handle or "", b.app_password or ""
+        )
+    assert isinstance(source, BlueskySource)
+    profile = f"https://bsky.app/profile/{source.bluesky}"
+    return BlueskyAuthorJob(key, "bluesky", profile, source.bluesky, c.bluesky_appview.rstrip("/"))
 
 
 def _base(settings: Settings, server: str) -> str:

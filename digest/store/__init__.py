@@ -21,9 +21,10 @@ store as one `StoreError` with a one-line reason.
 
 from __future__ import annotations
 
+from ..dburl import database_exists, display_url
 from ._decisions import FilterRun
 from ._deliveries import DeliveryLog
-from ._engine import database_exists, display_url, environment_failure
+from ._engine import environment_failure
 from ._protocol import Store
 from ._schema import (
     MIGRATIONS,

@@ -7,11 +7,9 @@ Which SQL each database gets is decided in this package, never by callers.
 from __future__ import annotations
 
 import functools
-import re
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from pathlib import Path
 from typing import Any, Concatenate, ParamSpec, Protocol, TypeVar
 
 import sqlalchemy as sa
@@ -19,20 +17,12 @@ from sqlalchemy.engine import Connection, Engine
 
 from ..errors import StoreError, one_line
 
-__all__ = ["Records", "database_exists", "display_url", "environment_failure", "guarded", "retried", "store_error"]
+__all__ = ["Records", "environment_failure", "guarded", "retried", "store_error"]
 
 # A write that lost a deadlock (PostgreSQL) or outwaited the busy timeout (SQLite) is tried again.
 _WRITE_ATTEMPTS = 4
 _T = TypeVar("_T")
 _TRANSIENT_SQLSTATES = ("40001", "40P01")  # serialization_failure, deadlock_detected
-
-
-def display_url(url: str) -> str:
-    """A database URL fit to print or log: the password, if any, masked as ``***``."""
-    try:
-        return sa.engine.make_url(url).render_as_string(hide_password=True)
-    except (sa.exc.ArgumentError, ValueError):  # not a URL SQLAlchemy reads; still hide what looks like a password
-        return re.sub(r"(://[^:/@]*:)[^@]*@", r"\1***@", url)
 
 
 def sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
@@ -118,18 +108,6 @@ def retried(work: Callable[[], _T]) -> _T:
                 raise
             time.sleep(0.05 * attempt)
     return work()
-
-
-def database_exists(url: str) -> bool:
-    """False only for a SQLite file not created yet: a command that only reads need not create it.
-    Any other database is taken to be there (opening it says so when it is not)."""
-    try:
-        parsed = sa.engine.make_url(url)
-    except (sa.exc.ArgumentError, ValueError):
-        return True  # opening it reports the bad URL
-    if parsed.get_backend_name() != "sqlite" or parsed.database in (None, "", ":memory:"):
-        return True
-    return Path(parsed.database).exists()
 
 
 class Records:

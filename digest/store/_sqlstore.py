@@ -9,11 +9,12 @@ from pathlib import Path
 
 import sqlalchemy as sa
 
+from ..dburl import display_url
 from ..errors import StoreError, one_line
 from ._decisions import DecisionRecords
 from ._deliveries import DeliveryRecords
 from ._editions import EditionRecords
-from ._engine import display_url, raise_environment_failure, retried, sqlite_pragmas
+from ._engine import raise_environment_failure, retried, sqlite_pragmas
 from ._jobs import JobRecords
 from ._posts import PostRecords
 from ._schema import Migration, migrate, schema_info

@@ -14,6 +14,7 @@ from ..models import Decision
 from ..textnorm import normalize_many
 from ._batch import _Batch
 from ._evidence import _Evidence, _evidence, _profile_rows
+from ._examples import Votes, example_votes
 from ._model import _expit, _Fit, _learn, _log_odds_against_chatter, _softmax
 from ._spec import DEFAULT_NOISE, DEFAULT_THRESHOLD, Explanation, NoiseProfile, TopicSpec
 
@@ -86,6 +87,8 @@ class TopicFilter:
         self._offset = np.zeros(len(self.specs))
         self._prior = np.zeros(len(self.specs))  # per topic, the log-odds shift for the batch's topic shares
         self._seeds = np.zeros(0, dtype=np.int64)  # batch order: the class each post's keywords point to, or -1
+        self._votes: Votes | None = None  # readers' accepted examples voting on the posts like them
+        self._decide = np.zeros((0, 0))  # `_probs` with the votes: what the decisions read
 
     @property
     def names(self) -> tuple[str, ...]:
@@ -104,6 +107,7 @@ class TopicFilter:
             self._rank[order] = np.arange(len(order))
             self._batch = batch = _Batch([normalized[i] for i in order])
             self._evidence = ev = _evidence(batch, self.specs, self.noise)
+            self._votes = example_votes(batch, self.specs)
             keys = np.fromiter((zlib.crc32(d.encode()) for d in batch.docs), dtype=np.int64, count=len(batch.docs))
             profiles = _profile_rows(self.specs, self.noise, ev.noise_keywords)
             self._model = _learn(batch, ev, profiles, keys) if self.specs else None
@@ -114,6 +118,7 @@ class TopicFilter:
                 self._model = _learn(batch, ev, profiles, keys, self._guesses())
                 self._probs = self._class_probabilities()
                 self._offset = self._chatter_offsets(self._seeds)
+            self._decide = self._voted()
             self._prior = self._prior_shift()
         return self
 
@@ -189,6 +194,15 @@ class TopicFilter:
         logits = np.column_stack([np.where(margin > 0, 2.0, -2.0) + margin, np.zeros(len(batch.docs))])
         return _softmax(logits)
 
+    def _voted(self) -> np.ndarray:
+        """`_probs` with the accepted examples' votes on each topic's logit (so on its log-odds against chatter):
+        what decides, once the fit and the thresholds are placed without them."""
+        if self._votes is None:
+            return self._probs
+        logits = np.log(np.maximum(self._probs, 1e-300))
+        logits[:, :-1] += self._votes.shift
+        return _softmax(logits)
+
     def _fitted(self) -> tuple[_Batch, _Evidence]:
         if self._batch is None or self._evidence is None:
             raise RuntimeError("TopicFilter.fit(docs) first")
@@ -203,8 +217,8 @@ class TopicFilter:
     def _against(self, prior: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """`probabilities` in batch order, with this prior shift."""
         batch, _ = self._fitted()
-        against = _expit(_log_odds_against_chatter(self._probs) + self._offset + prior)
-        return np.where(batch.nonempty[:, None], against, 0.0), np.where(batch.nonempty, self._probs[:, -1], 0.5)
+        against = _expit(_log_odds_against_chatter(self._decide) + self._offset + prior)
+        return np.where(batch.nonempty[:, None], against, 0.0), np.where(batch.nonempty, self._decide[:, -1], 0.5)
 
     def kept(self) -> np.ndarray:
         """Posts x topics, True where the post is kept under the topic."""
@@ -217,13 +231,15 @@ class TopicFilter:
             return np.zeros((len(batch.docs), 0), dtype=bool)
         against, _ = self._against(prior)
         thresholds = np.array(list(self._thresholds().values()))
-        topic = self._probs[:, :-1]
+        topic = self._decide[:, :-1]
         best = topic.max(axis=1, keepdims=True)
         contender = (topic >= best) | (topic >= _SECOND_TOPIC * best)
         kept = (against >= thresholds) & contender & (against > 0)
-        # Too little to place the threshold: the keywords keep their posts (unless the curator set one).
+        # Too little to place the threshold: the keywords keep their posts (unless the curator set one, or an
+        # accepted example like the post says it is not about the topic).
         unplaced = (self._offset == _UNPLACED_SHIFT) & np.array([s.threshold is None for s in self.specs])
-        return kept | (ev.calls(batch.nonempty) & unplaced)
+        vetoed = self._votes.shift < 0 if self._votes is not None else np.zeros_like(kept)
+        return kept | (ev.calls(batch.nonempty) & unplaced & ~vetoed)
 
     def decisions(self) -> list[Decision]:
         """One `Decision` per post of the fitted batch, in order."""
@@ -261,7 +277,9 @@ class TopicFilter:
         batch, _ = self._fitted()
         row = int(self._rank[index])
         terms = {name: self._top_terms(row, k, top) for k, name in enumerate(self.names)}
-        return Explanation(batch.docs[row], self.decision(index), terms)
+        votes = self._votes
+        moved = {name: votes.moved(row, k) for k, name in enumerate(self.names)} if votes is not None else {}
+        return Explanation(batch.docs[row], self.decision(index), terms, {k: v for k, v in moved.items() if v})
 
     def _top_terms(self, row: int, k: int, top: int) -> tuple[tuple[str, float], ...]:
         """Each word's share of the post's log-odds of topic ``k`` against chatter: TF-IDF x weight difference."""

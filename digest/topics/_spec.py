@@ -69,8 +69,10 @@ DEFAULT_NOISE = NoiseProfile(
 
 @dataclass(frozen=True, slots=True)
 class Explanation:
-    """Why one post got its decision: per topic, the terms that moved its score most, as (term, weight)."""
+    """Why one post got its decision: per topic, the terms that moved its score most, as (term, weight), and the
+    readers' accepted examples that moved it, as (example text, label, TF-IDF cosine, log-odds it added)."""
 
     text: str
     decision: Decision
     terms: dict[str, tuple[tuple[str, float], ...]] = field(default_factory=dict)
+    examples: dict[str, tuple[tuple[str, bool, float, float], ...]] = field(default_factory=dict)
