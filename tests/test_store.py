@@ -13,7 +13,7 @@ import sqlalchemy as sa
 from helpers import NOW, make_post
 
 from digest.errors import StoreError
-from digest.models import Engagement, Media, SourceState
+from digest.models import Decision, Engagement, Media, SourceState
 from digest.store import SCHEMA_VERSION, Store, display_url
 
 
@@ -228,8 +228,6 @@ VERSION_1 = (
 
 
 def test_filter_run_round_trips(store_url: str) -> None:
-    from digest.models import Decision
-
     post = make_post()
     kept = Decision(
         ("Interoperability",),
@@ -244,6 +242,28 @@ def test_filter_run_round_trips(store_url: str) -> None:
     assert run is not None and run.topics == ("Interoperability", "Health IT")
     assert run.verdicts == [(post.id, kept)] and run.decision(post.id) == kept
     assert run.since == NOW - timedelta(days=7) and run.decision("other") is None
+
+
+def test_a_run_of_decisions_sharing_topics_and_thresholds_reads_back_each_as_saved(store_url: str) -> None:
+    """Each distinct topic tuple and threshold table is serialised once per run: rows that share them, and
+    rows whose equal-looking tables differ (another threshold, another key order), each read back as saved."""
+    posts = [make_post(f"https://news.example/r/{n}") for n in range(6)]
+    names = ["Interoperability", "Health IT"]
+    usual = {"Interoperability": 0.5, "Health IT": 0.5}
+    stricter = {"Interoperability": 0.5, "Health IT": 0.7}
+    turned = {"Health IT": 0.5, "Interoperability": 0.5}
+    tables = [usual, usual, stricter, turned, usual, {}]
+    kept = [("Interoperability",), (), ("Interoperability", "Health IT"), (), ("Interoperability",), ()]
+    verdicts = [
+        (p.id, Decision(t, {"Interoperability": 0.1 * n, "Health IT": 0.05 * n}, th, 0.01 * n))
+        for n, (p, t, th) in enumerate(zip(posts, kept, tables, strict=True))
+    ]
+    with Store.open(store_url) as store:
+        store.add_posts("feed:x", posts)
+        store.save_filter_run(NOW, NOW - timedelta(days=7), NOW, names, verdicts)
+        run = store.last_filter_run()
+    assert run is not None and run.verdicts == verdicts
+    assert [list(d.thresholds) for _, d in run.verdicts] == [list(th) for th in tables]  # key order kept
 
 
 # -- sources shared between collect runs (the processes themselves race in test_races.py) -----------
