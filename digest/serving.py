@@ -226,6 +226,11 @@ def run(app: Any, *, host: str, port: int, log_level: str, forwarded_allow_ips: 
     proxies = [a.strip() for a in forwarded_allow_ips.split(",") if a.strip()]
     guard = ConnectionGuard(connection_limit(), trusted=proxies)
     log.info("at most %d connections, %d per client", guard.total, guard.per_client)
+    log.debug(
+        "keep-alive connections idle for %d s are closed; trusted proxies: %s",
+        IDLE_TIMEOUT,
+        ", ".join(proxies) or "none",
+    )
     config = uvicorn.Config(
         app,
         host=host,

@@ -4,19 +4,23 @@ many sources carried their posts."""
 
 from __future__ import annotations
 
+from dataclasses import replace
 from datetime import timedelta
 from email.utils import format_datetime
 from pathlib import Path
 
 from helpers import LAST_SEND, NOW, make_post, settings_from
 from httpserver import Response, TestServer
+from pytest import MonkeyPatch
 from test_compose import SETTINGS
+from test_feedback_web import feedback_link
+from webclient import CONFIG, SECRET, make_site
 
 from digest.collect import collect
 from digest.compose import Composer, Names
-from digest.models import Author
+from digest.models import Author, Recipient
 from digest.periods import last_completed
-from digest.pipeline import composer_for
+from digest.pipeline import composer_for, send_week
 from digest.store import Store
 
 
@@ -125,3 +129,37 @@ def test_one_author_under_one_name_across_sources() -> None:
     assert edition is not None
     assert edition.text.count("Sam Reyes (@fhirdev@demo.example)") == 2
     assert "fhirdev (@fhirdev@demo.example)" not in edition.text
+
+
+def test_the_left_out_and_feedback_pages_name_posts_as_the_edition_cards_do(
+    tmp_path: Path, monkeypatch: MonkeyPatch
+) -> None:
+    monkeypatch.setenv("DIGEST_SECRET", SECRET)
+    feed = "https://interop.example/feed"
+    site = make_site(tmp_path, CONFIG + f'\n[[sources]]\nfeed = "{feed}"\nname = "Interop Weekly"\n')
+    posts = [  # (url, text, author): one on topic, so the week has an edition; two left out
+        ("https://interop.example/1", "FHIR R6 ballot opens: what changes for implementers", Author("", "", "")),
+        ("https://interop.example/2", "The dahlias in the garden are finally blooming", Author("", "", "")),
+        ("https://interop.example/3", "Lunch today: tacos from the food truck, delicious", Author("Bo Lind", "", "")),
+    ]
+    for i, (url, text, author) in enumerate(posts):
+        post = make_post(url, text=text, html=f"<p>{text}</p>", source=f"feed:{feed}", author=author)
+        site.store.add_posts(f"feed:{feed}", [replace(post, published=LAST_SEND - timedelta(hours=3 + i))])
+    site.store.add_subscriber(Recipient("ana@example.org", "Ana", None), NOW)
+    try:
+        report = send_week(site.settings, site.store, now=NOW, messenger=site.mail)  # type: ignore[arg-type]
+        assert report.sent == ["ana@example.org"]
+        page = site.client().get("/editions/2026-W47/left-out")
+        [message] = site.mail.to("ana@example.org")
+        feedback = site.client().get(feedback_link(message, "FHIR R6 ballot opens", "less"))
+    finally:
+        site.close()
+    assert page.status_code == 200 and "dahlias" in page.text and "tacos" in page.text
+    # a feed's post with no author of its own is the publication's, never the host of its link
+    assert "<strong>Interop Weekly</strong>" in page.text and "interop.example</" not in page.text
+    # an author of its own keeps their name, with the publication beside it as on a card
+    assert "<strong>Bo Lind</strong>" in page.text and "· Interop Weekly ·" in page.text
+    # and so does the page a card's "Not for me" link opens
+    assert (
+        feedback.status_code == 200 and "Interop Weekly · " in feedback.text and "interop.example" not in feedback.text
+    )

@@ -259,3 +259,43 @@ def test_a_slow_request_after_a_keep_alive_answer_is_closed_too(guarded_server: 
         assert s.recv(4096).startswith(b"HTTP/1.1 200")
         s.sendall(b"GET / HTTP/1.1\r\n")  # the next request starts, and never ends
         assert closed_by_server(s)
+
+
+@pytest.mark.parametrize(
+    ("flags", "shown", "hidden"),
+    [
+        ([], [], ["INFO", "DEBUG"]),  # --log-level warning on its own: quiet
+        (["-v"], ["INFO uvicorn.error: Uvicorn running on http://127.0.0.1:"], ["DEBUG"]),
+        (["-vv"], ["DEBUG digest.serve: keep-alive connections idle for 5 s", "INFO digest.serve: at most"], []),
+    ],
+)
+def test_the_global_verbose_flag_reaches_serves_log_over_its_log_level(
+    tmp_path: Path, flags: list[str], shown: list[str], hidden: list[str]
+) -> None:
+    (tmp_path / "feeds.toml").write_text(CONFIG)
+    port, log_file = free_port(), tmp_path / "serve.log"
+    env = {**os.environ, "DIGEST_SECRET": "serve-test-secret-0123456789abcdef"}
+    command = [sys.executable, "-m", "digest", *flags, "--config", str(tmp_path / "feeds.toml")]
+    with log_file.open("wb") as out:
+        process = subprocess.Popen(
+            [*command, "serve", "--no-schedule", "--host", "127.0.0.1", "--port", str(port), "--log-level", "warning"],
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            env=env,
+            cwd=tmp_path,
+        )
+    try:
+        wait_until_up(port, process)
+    finally:
+        process.terminate()
+        code = process.wait(timeout=30)
+    log = log_file.read_text(encoding="utf-8")
+    assert code in (0, -15), log  # SIGTERM is a clean stop: uvicorn finishes, then exits as the signal asked
+    assert log.startswith("serving the subscription pages on http://127.0.0.1:"), log
+    assert "Traceback" not in log
+    for line in shown:
+        assert line in log, log
+    for level in hidden:
+        assert f" {level} " not in log, log
+    if flags:
+        assert "INFO uvicorn.error: Finished server process" in log  # it stopped cleanly, and said so

@@ -6,7 +6,6 @@ import re
 from dataclasses import replace
 from datetime import UTC
 from html import escape as html_escape
-from urllib.parse import urlsplit
 from zoneinfo import ZoneInfo
 
 from starlette.concurrency import run_in_threadpool
@@ -151,12 +150,15 @@ class ArchivePages(Section):
         # and what a chat recap shows not at all
         composer = composer_from_run(self.settings, self.store, run, week=week, now=run.ran_at)
         zone = ZoneInfo(self.settings.digest.timezone)
+        names = composer.names  # the edition cards' names: a feed's publication, one name per author
         posts = []
         for post in (story.post for story in composer.left_out):
             text = " ".join((post.title or post.text).split())
+            author, via = names.author(post), names.via(post)
             posts.append(
                 {
-                    "author": post.author.name or post.author.handle or urlsplit(post.url).hostname or "",
+                    "author": author,
+                    "via": "" if via == author else via,
                     "when": f"{post.published.astimezone(zone):%a %d %b, %H:%M}",
                     "text": text if len(text) <= 300 else text[:299] + "…",
                     "url": safe_url(post.url),

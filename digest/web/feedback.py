@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass
-from urllib.parse import urlsplit
 from zoneinfo import ZoneInfo
 
 from starlette.concurrency import run_in_threadpool
@@ -13,8 +12,10 @@ from starlette.requests import Request
 from starlette.responses import Response
 
 from .. import subscribers as subs
+from ..compose import Names
 from ..feedback import KINDS, Pressed, Signal, read_link, topic_ref
 from ..models import Post
+from ..pipeline import publication_names
 from ..rank import account_key
 from ..tokens import TokenError
 from .security import CSRF_COOKIE, form_field, path_token, read_form
@@ -42,6 +43,7 @@ class _Link:
     pressed: Pressed
     topic: str
     post: Post
+    byline: str  # as the post's card names it: the author, and the publication beside them
 
 
 class FeedbackPages(Section):
@@ -55,7 +57,9 @@ class FeedbackPages(Section):
             raise TokenError("this feedback link is for a topic or a post that is no longer here")
         if self.store.subscriber(pressed.address) is None:
             raise subs.NotSubscribed("This address is not subscribed any more, so there is nothing to adjust.")
-        return _Link(pressed, topic, post)
+        names = Names.of([post], publication_names(self.settings, self.store))
+        author, via = names.author(post), names.via(post)
+        return _Link(pressed, topic, post, author if via == author else f"{author} · {via}")
 
     def _pressed(self, link: _Link) -> bool:
         mine = self.store.signals(email=link.pressed.address, post_id=link.post.id)
@@ -99,7 +103,7 @@ class FeedbackPages(Section):
             "feedback.html",
             label=KINDS[kind],
             topic=link.topic,
-            author=post.author.name or post.author.handle or urlsplit(post.url).hostname or "",
+            author=link.byline,
             when=f"{post.published.astimezone(zone):%a %d %b}",
             excerpt=text if len(text) <= 400 else text[:399] + "…",
             pressed=pressed,
