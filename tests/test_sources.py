@@ -12,7 +12,7 @@ from helpers import NOW, make_post, run_cli
 from httpserver import Response, TestServer
 
 from digest import config
-from digest.errors import SourceError
+from digest.errors import ConfigError, SourceError
 from digest.models import Decision, SourceState
 from digest.sources import (
     Candidate,
@@ -317,7 +317,7 @@ def test_a_written_file_that_does_not_load_is_rolled_back(tmp_path: Path, monkey
     settings = config.load(path)
 
     def refuse(_: object = None) -> config.Settings:
-        raise config.ConfigError(f"{path}:1: simulated failure after writing")
+        raise ConfigError(f"{path}:1: simulated failure after writing")
 
     monkeypatch.setattr(config, "load", refuse)
     with pytest.raises(SourceError, match="left as it was"):

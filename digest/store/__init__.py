@@ -25,7 +25,17 @@ from ..dburl import database_exists, display_url
 from ._decisions import FilterRun
 from ._deliveries import DeliveryLog
 from ._engine import environment_failure
-from ._protocol import Store
+from ._protocol import (
+    DecisionStore,
+    DeliveryStore,
+    EditionStore,
+    JobStore,
+    PostStore,
+    SignalStore,
+    SourceStore,
+    Store,
+    SubscriberStore,
+)
 from ._schema import (
     MIGRATIONS,
     SCHEMA_VERSION,
@@ -49,11 +59,19 @@ from ._sqlstore import SQLStore
 __all__ = [
     "MIGRATIONS",
     "SCHEMA_VERSION",
+    "DecisionStore",
     "DeliveryLog",
+    "DeliveryStore",
+    "EditionStore",
     "FilterRun",
+    "JobStore",
+    "PostStore",
     "SQLStore",
+    "SignalStore",
     "SourceClaims",
+    "SourceStore",
     "Store",
+    "SubscriberStore",
     "database_exists",
     "deliveries",
     "display_url",

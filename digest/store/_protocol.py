@@ -1,7 +1,8 @@
 """`Store`, the seam every caller goes through: what the store does, whatever keeps it.
 
 `Store.open(url)` opens the SQLAlchemy implementation (`SQLStore`); callers type against `Store`, so
-a change to the store's surface is one mypy finds in every caller.
+a change to the store's surface is one mypy finds in every caller. `Store` is composed of one protocol
+per entity (`SourceStore`, `PostStore`, ...), so a caller that needs one kind of record can say so.
 """
 
 from __future__ import annotations
@@ -18,27 +19,21 @@ from ._deliveries import DeliveryLog
 from ._sources import SourceClaims
 from ._sqlstore import SQLStore
 
-__all__ = ["Store"]
+__all__ = [
+    "DecisionStore",
+    "DeliveryStore",
+    "EditionStore",
+    "JobStore",
+    "PostStore",
+    "SignalStore",
+    "SourceStore",
+    "Store",
+    "SubscriberStore",
+]
 
 
-class Store(Protocol):
-    """Posts, sources, the filter's record, subscribers, editions, deliveries, jobs and readers' signals, with the claims
-    and leases that let several processes share them. Every database error is a `StoreError`."""
-
-    @staticmethod
-    def open(url: str, *, read_only: bool = False) -> SQLStore:
-        """Open (creating and migrating as needed) the database at a SQLAlchemy URL; ``read_only``
-        for commands that only read, so they work on a file or in a folder this user cannot write."""
-        return SQLStore.open(url, read_only=read_only)
-
-    def close(self) -> None: ...
-
-    @property
-    def version(self) -> int:
-        """The schema version of the database."""
-        ...
-
-    # -- sources -------------------------------------------------------------------------
+class SourceStore(Protocol):
+    """Each endpoint's fetch state, and the claims and leases on sources that let collect runs share the work."""
 
     def source_states(self) -> dict[str, SourceState]:
         """Every source's remembered state, by key."""
@@ -77,7 +72,9 @@ class Store(Protocol):
         """Per source key: (posts published since ``since``, the newest post's publication time)."""
         ...
 
-    # -- posts ---------------------------------------------------------------------------
+
+class PostStore(Protocol):
+    """Posts, stored once each, with the sources they came through and their links."""
 
     def add_posts(self, source_key: str, items: Iterable[Post], state: SourceState | None = None) -> int:
         """Store posts seen through a source (and its state, in the same transaction); return how many were new."""
@@ -111,7 +108,9 @@ class Store(Protocol):
         """Ids of posts that share a (canonical) link."""
         ...
 
-    # -- topic filter runs ---------------------------------------------------------------
+
+class DecisionStore(Protocol):
+    """The topic filter's runs and every post's decision."""
 
     def save_filter_run(
         self,
@@ -133,7 +132,9 @@ class Store(Protocol):
         """Per source key: (posts judged, posts dropped as off-topic) in one filter run (default: the last)."""
         ...
 
-    # -- subscribers and suppressions ----------------------------------------------------
+
+class SubscriberStore(Protocol):
+    """Subscribers and suppressions."""
 
     def sync_config_subscribers(self, listed: Sequence[Recipient], now: datetime) -> None:
         """Make the store's subscribers match those listed in feeds.toml: add new ones as confirmed, refresh names
@@ -182,7 +183,9 @@ class Store(Protocol):
         """Count a hard bounce; at ``limit`` the address is marked bouncing. True when it now is."""
         ...
 
-    # -- editions ------------------------------------------------------------------------
+
+class EditionStore(Protocol):
+    """Each week's editions, as first composed."""
 
     def save_editions(self, week: str, items: Sequence[Edition], now: datetime) -> None:
         """Keep a week's editions as first composed (html and text with their placeholders), by path.
@@ -201,7 +204,9 @@ class Store(Protocol):
         """Weeks whose editions went out (at least one delivery sent or handed over), newest first."""
         ...
 
-    # -- deliveries ----------------------------------------------------------------------
+
+class DeliveryStore(Protocol):
+    """Deliveries, claimed by one run at a time, and the log of each state change."""
 
     def queue_deliveries(self, week: str, items: Sequence[tuple[str, str, str]], now: datetime) -> int:
         """Queue (email, path, message id) for a week unless already queued (by this run or another at the same
@@ -240,7 +245,9 @@ class Store(Protocol):
         """A connection for recording ``owner``'s sends one by one (see `DeliveryLog`)."""
         ...
 
-    # -- the serve schedule's jobs -------------------------------------------------------
+
+class JobStore(Protocol):
+    """The serve schedule's jobs, claimed with a lease."""
 
     def claim_job(
         self, name: str, period: str, owner: str, now: datetime, *, lease: timedelta, retry_after: timedelta
@@ -262,7 +269,9 @@ class Store(Protocol):
         """One job's record, or None when it never ran."""
         ...
 
-    # -- readers' signals and the examples accepted from them ------------------------------
+
+class SignalStore(Protocol):
+    """Readers' signals and the examples accepted from them."""
 
     def record_signal(self, signal: Signal) -> None:
         """Keep a reader's signal: one per reader, post and topic; the other button replaces it."""
@@ -283,6 +292,34 @@ class Store(Protocol):
 
     def examples(self) -> list[dict[str, Any]]:
         """Every accepted example: topic, post_id, text, label, origin, accepted_at."""
+        ...
+
+
+class Store(
+    SourceStore,
+    PostStore,
+    DecisionStore,
+    SubscriberStore,
+    EditionStore,
+    DeliveryStore,
+    JobStore,
+    SignalStore,
+    Protocol,
+):
+    """Posts, sources, the filter's record, subscribers, editions, deliveries, jobs and readers' signals, with the claims
+    and leases that let several processes share them. Every database error is a `StoreError`."""
+
+    @staticmethod
+    def open(url: str, *, read_only: bool = False) -> SQLStore:
+        """Open (creating and migrating as needed) the database at a SQLAlchemy URL; ``read_only``
+        for commands that only read, so they work on a file or in a folder this user cannot write."""
+        return SQLStore.open(url, read_only=read_only)
+
+    def close(self) -> None: ...
+
+    @property
+    def version(self) -> int:
+        """The schema version of the database."""
         ...
 
 
