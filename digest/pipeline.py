@@ -167,8 +167,10 @@ def composer_for(settings: Settings, store: Store, *, now: datetime, period: Per
     """Steps 2 and 3: filter the edition's posts (default: the edition in progress), then prepare the
     composer that renders every selection."""
     period = period or in_progress(settings, now)
-    run = run_filter(settings, store, now=now, period=_span(period))
-    return composer_from_run(settings, store, run, week=period.week, now=now)
+    # the run is handed on, not kept here: its decisions are freed before the week's posts are loaded
+    return composer_from_run(
+        settings, store, run_filter(settings, store, now=now, period=_span(period)), week=period.week, now=now
+    )
 
 
 def composer_from_run(
@@ -180,19 +182,21 @@ def composer_from_run(
 
     kept = {pid: {t: d.scores[t] for t in d.topics} for pid, d in run.verdicts if d.topics}
     best = {pid: max(scores.values()) for pid, scores in kept.items()}
+    since, until = run.since, run.until
+    del run  # every post's decision (100,000 of them at community scale) need not sit beside the posts
     return Composer(
-        store.posts(run.since, run.until) if posts is None else posts,
+        store.posts(since, until) if posts is None else posts,
         kept,
         title=settings.digest.title,
         timezone=settings.digest.timezone,
         week=week,
         now=now,
         topics=[t.name for t in settings.topics],
-        period=(run.since, run.until),
+        period=(since, until),
         public_url=settings.subscription.public_url,
         quiet_week=settings.digest.quiet_week,
         templates_dir=settings.templates_dir,
-        chats=chat_recaps(settings, store, since=run.since, until=run.until, topic_scores=best),
+        chats=chat_recaps(settings, store, since=since, until=until, topic_scores=best),
         publications=publication_names(settings, store),
     )
 

@@ -17,10 +17,10 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from collect.test_mastodon import api, configure, pager, serve_alice
+from compose.test_compose import FHIR, GOLDEN, PRIVACY, REGEN, SETTINGS, TOPICS, sample_week, scrub
 from helpers import run_cli, settings_from
 from httpserver import Response, TestServer
-from test_compose import FHIR, GOLDEN, PRIVACY, REGEN, SETTINGS, TOPICS, sample_week, scrub
-from test_mastodon import api, configure, pager, serve_alice
 
 from digest import config
 from digest.chats import Recap, _answer_label, _question_label, chat_windows, current_or_next_window, open_chats, recap

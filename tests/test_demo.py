@@ -11,8 +11,8 @@ from email.message import EmailMessage
 from pathlib import Path
 
 import pytest
+from compose.test_compose import GOLDEN, REGEN, scrub
 from helpers import NOW, run_cli
-from test_compose import GOLDEN, REGEN, scrub
 
 from digest.demo import DemoResult, run_demo, sample_feeds
 

@@ -17,7 +17,7 @@ import zlib
 from pathlib import Path
 
 import pytest
-from test_compose import sample_edition
+from compose.test_compose import sample_edition
 
 ARTIFACTS = Path(__file__).parent / "artifacts"
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")

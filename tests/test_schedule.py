@@ -235,7 +235,7 @@ def test_two_schedules_on_one_database_send_the_week_once_and_collect_once(
     store_url: str, tmp_path: Path, http_server
 ) -> None:  # type: ignore[no-untyped-def]
     from httpserver import Response
-    from test_races import item, race
+    from store.test_races import item, race
 
     people = [f"reader{i:02d}@example.org" for i in range(20)]
     feeds = []

@@ -234,7 +234,9 @@ def topics_feedback(state: State, accepted: tuple[str, ...], as_json: bool) -> N
     "not for me" and "more like this", and whether it was accepted.
 
     With --accept, the signals on those posts become the topic's labelled
-    examples, which the filter learns from in later weeks. Until then a
+    examples, which the filter learns from at its next run: the edition in
+    progress and later ones. A week whose editions are already composed
+    keeps its decisions (a re-run sends the same ones). Until then a
     signal changes only its own reader's editions; a topic with
     accept_after = N accepts a post by itself once N readers agree.
 

@@ -112,7 +112,8 @@ class PostRecords(Records):
     def posts(self, since: datetime | None = None, until: datetime | None = None) -> list[Post]:
         """Posts published in ``[since, until)``, oldest first."""
         with self.engine.connect() as conn:
-            return [_row_post(row) for row in conn.execute(_window(sa.select(*POST_COLUMNS), since, until))]
+            authors: dict[tuple[str, str, str], Author] = {}  # one per account: a week repeats them
+            return [_row_post(row, authors) for row in conn.execute(_window(sa.select(*POST_COLUMNS), since, until))]
 
     @guarded("read posts' documents")
     def documents(self, since: datetime | None = None, until: datetime | None = None) -> list[tuple[str, str]]:
@@ -196,14 +197,20 @@ def _post_row(post: Post, collected_at: datetime) -> dict[str, Any]:
     }
 
 
-def _row_post(row: Any) -> Post:
-    """A `Post` from a row of `POST_COLUMNS`, by position (a week is read in one pass of 100,000 rows)."""
+def _row_post(row: Any, authors: dict[tuple[str, str, str], Author] | None = None) -> Post:
+    """A `Post` from a row of `POST_COLUMNS`, by position (a week is read in one pass of 100,000 rows);
+    ``authors`` shares one `Author` between the posts of an account."""
     values = tuple(row)
     simple = dict(zip(_SIMPLE, values[: len(_SIMPLE)], strict=True))
     name, handle, url, tags, mentions, links, media, *counts = values[len(_SIMPLE) :]
+    author = None if authors is None else authors.get((name, handle, url))
+    if author is None:
+        author = Author(name, handle, url)
+        if authors is not None:
+            authors[name, handle, url] = author
     return Post(
         **simple,
-        author=Author(name, handle, url),
+        author=author,
         tags=tuple(from_json(tags)),
         mentions=tuple(from_json(mentions)),
         links=tuple(from_json(links)),

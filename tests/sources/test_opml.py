@@ -14,7 +14,7 @@ from digest import config
 from digest.opml import OpmlError, OpmlFeed, OpmlGroup, parse_opml, read_opml, render_opml
 from digest.sources import export_opml, import_opml
 
-FIX = Path(__file__).parent / "fixtures"
+FIX = Path(__file__).parents[1] / "fixtures"
 OPML = FIX / "opml"
 
 CONFIG = """\

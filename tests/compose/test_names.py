@@ -12,10 +12,10 @@ from pathlib import Path
 from helpers import LAST_SEND, NOW, make_post, settings_from
 from httpserver import Response, TestServer
 from pytest import MonkeyPatch
-from test_compose import SETTINGS
-from test_feedback_web import feedback_link
+from web.test_feedback_web import feedback_link
 from webclient import CONFIG, SECRET, make_site
 
+from compose.test_compose import SETTINGS
 from digest.collect import collect
 from digest.compose import Composer, Names
 from digest.models import Author, Recipient

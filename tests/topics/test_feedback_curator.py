@@ -80,7 +80,7 @@ def test_readers_who_disagree_are_not_accepted_automatically(tmp_path: Path) -> 
 
 def test_an_accepted_example_changes_the_next_filter_run(tmp_path: Path) -> None:
     settings, store, post_id = setup(tmp_path)
-    with (Path(__file__).parent / "fixtures" / "topics_small.csv").open(encoding="utf-8", newline="") as f:
+    with (Path(__file__).parents[1] / "fixtures" / "topics_small.csv").open(encoding="utf-8", newline="") as f:
         week = [row["text"] for row in csv.DictReader(f)]  # a week big enough for the model to learn from
     store.add_posts(
         "feed:https://posts.example/feed",

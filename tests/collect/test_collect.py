@@ -16,7 +16,7 @@ from digest.collect import collect
 from digest.errors import StoreError
 from digest.store import SQLStore, Store
 
-FEEDS = Path(__file__).parent / "fixtures" / "feeds"
+FEEDS = Path(__file__).parents[1] / "fixtures" / "feeds"
 
 
 def serve_feed(server: TestServer, path: str, name: str, **kwargs: object) -> str:

@@ -13,7 +13,7 @@ from httpserver import Response, TestServer
 from digest.collect import collect
 from digest.store import Store
 
-CORPUS = Path(__file__).resolve().parents[2] / "shared" / "data" / "feeds"
+CORPUS = Path(__file__).resolve().parents[3] / "shared" / "data" / "feeds"
 FILES = sorted(p for p in CORPUS.rglob("*") if p.is_file() and p.name != "README.md") if CORPUS.is_dir() else []
 
 pytestmark = pytest.mark.skipif(not FILES, reason=f"shared feed corpus not found at {CORPUS}")

@@ -25,9 +25,9 @@ from pathlib import Path
 import sqlalchemy as sa
 from helpers import NOW, make_post
 from httpserver import Recorded, Response, TestServer
-from test_store import VERSION_1, columns, execute
 
 from digest.store import SCHEMA_VERSION, Store
+from store.test_store import VERSION_1, columns, execute
 
 # Runs in each racer: import what the work needs (digest's modules take a while), then wait at
 # `barrier("start")` for every racer to be ready, then run `python -m digest ARGS...` (mode "digest")

@@ -11,7 +11,7 @@ from helpers import NOW
 from digest.collect.parse import parse_feed
 from digest.errors import PermanentFetchError
 
-FEEDS = Path(__file__).parent / "fixtures" / "feeds"
+FEEDS = Path(__file__).parents[1] / "fixtures" / "feeds"
 FEED_URL = "https://feeds.example/feed"
 
 

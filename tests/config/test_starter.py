@@ -17,7 +17,7 @@ from httpserver import Response, TestServer
 
 from digest.starter import on_calendar, starter_text
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 
 
 def digest(*argv: str, cwd: Path, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:

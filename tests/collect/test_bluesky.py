@@ -15,7 +15,7 @@ from digest.collect.bluesky import richtext_html
 from digest.config import Settings
 from digest.store import Store
 
-FIX = Path(__file__).parent / "fixtures" / "bluesky"
+FIX = Path(__file__).parents[1] / "fixtures" / "bluesky"
 MAYA = "maya.healthdata.test"
 CURSOR = "2026-11-18T16:12:09.777Z"
 

@@ -14,7 +14,7 @@ from digest.collect import collect
 from digest.config import Settings
 from digest.store import Store
 
-FIX = Path(__file__).parent / "fixtures"
+FIX = Path(__file__).parents[1] / "fixtures"
 ALICE_ID = "109282590720019145"
 
 

@@ -25,8 +25,8 @@ from digest.sources import (
 )
 from digest.store import Store
 
-FIX = Path(__file__).parent / "fixtures"
-SHARED_PAGES = Path(__file__).resolve().parents[2] / "shared" / "data" / "feeds" / "miniflux_encoding"
+FIX = Path(__file__).parents[1] / "fixtures"
+SHARED_PAGES = Path(__file__).resolve().parents[3] / "shared" / "data" / "feeds" / "miniflux_encoding"
 RSS = {"Content-Type": "application/rss+xml; charset=utf-8"}
 HTML = {"Content-Type": "text/html; charset=utf-8"}
 

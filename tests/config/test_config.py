@@ -14,7 +14,7 @@ from digest import config
 from digest.cli import cli
 from digest.errors import ConfigError
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 
 
 def problems(text: str) -> list[str]:

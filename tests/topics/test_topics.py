@@ -17,8 +17,8 @@ import pytest
 from digest.evaluate import evaluate
 from digest.topics import Decision, Explanation, TopicFilter, classify, explain, normalize
 
-FIXTURES = Path(__file__).resolve().parent / "fixtures"
-DEV_CSV = Path(__file__).resolve().parents[2] / "shared" / "data" / "topics" / "dev.csv"
+FIXTURES = Path(__file__).resolve().parents[1] / "fixtures"
+DEV_CSV = Path(__file__).resolve().parents[3] / "shared" / "data" / "topics" / "dev.csv"
 
 
 @dataclass(frozen=True)
@@ -260,13 +260,17 @@ def test_the_same_batch_gives_the_same_decisions_in_another_process(tmp_path: Pa
     script = (
         "import json, sys\n"
         "sys.path.insert(0, sys.argv[1])\n"
-        "from test_topics import CLIMATE, HEALTH_IT, _batch\n"
+        "from topics.test_topics import CLIMATE, HEALTH_IT, _batch\n"
         "from digest.topics import classify\n"
         "print(json.dumps([d.to_json() for d in classify(_batch(), [HEALTH_IT, CLIMATE])]))\n"
     )
     env = {**os.environ, "PYTHONHASHSEED": "12345"}
     out = subprocess.run(
-        [sys.executable, "-c", script, str(Path(__file__).parent)], capture_output=True, text=True, env=env, check=True
+        [sys.executable, "-c", script, str(Path(__file__).parents[1])],
+        capture_output=True,
+        text=True,
+        env=env,
+        check=True,
     )
     assert json.loads(out.stdout) == json.loads(json.dumps(here))
 

@@ -16,8 +16,8 @@ from digest.evaluate import evaluate, feedback_examples, read_labelled
 from digest.pipeline import noise_profile
 from digest.topics import DEFAULT_NOISE, Example, TopicFilter, classify, with_examples
 
-FIXTURES = Path(__file__).resolve().parent / "fixtures"
-SHARED = Path(__file__).resolve().parents[2] / "shared" / "data" / "topics"
+FIXTURES = Path(__file__).resolve().parents[1] / "fixtures"
+SHARED = Path(__file__).resolve().parents[3] / "shared" / "data" / "topics"
 SETS = [("dev.csv", "dev-topics.toml"), ("multi-dev.csv", "multi-topics.toml")]
 
 

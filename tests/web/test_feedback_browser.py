@@ -17,7 +17,11 @@ from pathlib import Path
 import pytest
 from helpers import make_post
 from smtpserver import SmtpSink
-from test_web_browser import (
+
+from digest import clock, config
+from digest.models import Author
+from digest.store import Store
+from web.test_web_browser import (
     ARTIFACTS,
     CHROMIUM,
     CHROMIUM_ARGS,
@@ -26,10 +30,6 @@ from test_web_browser import (
     serving,
     sync_playwright,
 )
-
-from digest import clock, config
-from digest.models import Author
-from digest.store import Store
 
 ANA, BEN = "ana@example.org", "ben@example.org"
 FIRST = [

@@ -16,8 +16,8 @@ from digest.evaluate import TARGETS, Targets, cell_size, check, evaluate, sample
 from digest.pipeline import noise_profile
 from digest.topics import keyword_matches
 
-FIXTURES = Path(__file__).resolve().parent / "fixtures"
-SHARED = Path(__file__).resolve().parents[2] / "shared" / "data" / "topics"
+FIXTURES = Path(__file__).resolve().parents[1] / "fixtures"
+SHARED = Path(__file__).resolve().parents[3] / "shared" / "data" / "topics"
 
 TOPICS_TOML = """
 [[topics]]

@@ -1,6 +1,6 @@
 """The composer: golden editions (HTML and text), escaping, strict templates, quiet weeks and personalization.
 
-Regenerate the golden files only on purpose: ``DIGEST_REGEN_GOLDEN=1 python -m pytest tests/test_compose.py``.
+Regenerate the golden files only on purpose: ``DIGEST_REGEN_GOLDEN=1 python -m pytest tests/compose/test_compose.py``.
 """
 
 from __future__ import annotations
@@ -36,7 +36,7 @@ from digest.errors import DigestError
 from digest.models import Author, Engagement, Media, Post
 from digest.periods import week_of
 
-GOLDEN = Path(__file__).parent / "golden"
+GOLDEN = Path(__file__).parents[1] / "golden"
 REGEN = os.environ.get("DIGEST_REGEN_GOLDEN") == "1"
 NOW = datetime(2026, 11, 20, 12, 0, tzinfo=UTC)  # Friday of ISO week 2026-W47
 WEEK = "2026-W47"

@@ -16,8 +16,8 @@ from digest.collect import collect
 from digest.pipeline import run_filter
 from digest.store import Store
 
-ROOT = Path(__file__).resolve().parents[1]
-FEEDS = Path(__file__).parent / "fixtures" / "feeds"
+ROOT = Path(__file__).resolve().parents[2]
+FEEDS = Path(__file__).parents[1] / "fixtures" / "feeds"
 NAMES = ["rss20.xml", "rss10.rdf", "atom10.xml", "jsonfeed10.json", "jsonfeed11.json", "atom03.xml", "rss092.xml"]
 
 
