@@ -20,7 +20,7 @@ BENCHMARKS: dict[str, tuple[str, ...]] = {
     "compose": ("compose",),
     "send": ("send",),
     "weekly": ("weekly",),
-    "quality": ("quality", "quality_multi"),
+    "quality": ("quality", "quality_multi", "quality_cross"),
     "shared": ("collect_workers", "send_workers"),
     "startup": ("startup",),
 }

@@ -4,7 +4,6 @@ and mails a weekly digest to subscribers who never need to post."""
 from __future__ import annotations
 
 from importlib import import_module
-from importlib.metadata import PackageNotFoundError, version
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
@@ -23,15 +22,17 @@ _LAZY = {
 
 
 def __getattr__(name: str) -> Any:
+    if name == "__version__":  # read on first use too: importlib.metadata is slow to import
+        from importlib.metadata import PackageNotFoundError, version
+
+        try:
+            return version("digest")
+        except PackageNotFoundError:  # running from a source tree that is not installed
+            return "0.1.0"
     if name in _LAZY:
         return getattr(import_module(f".{_LAZY[name]}", __name__), name)
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
-
-try:
-    __version__ = version("digest")
-except PackageNotFoundError:  # running from a source tree that is not installed
-    __version__ = "0.1.0"
 
 __all__ = [
     "Author",

@@ -129,13 +129,22 @@ def test_quality_is_left_out_of_quick_mode_and_skips_without_the_shared_data(
 ) -> None:
     from bench import BENCHMARKS, quality
 
-    assert BENCHMARKS["quality"] == ("quality", "quality_multi")
+    assert BENCHMARKS["quality"] == ("quality", "quality_multi", "quality_cross")
     assert quality.run(True) == {}
     monkeypatch.setattr(quality, "SHARED", tmp_path / "missing")
     entries = quality.run(False)
-    assert set(entries) == {"quality", "quality_multi"}
+    assert set(entries) == {"quality", "quality_multi", "quality_cross"}
     for entry in entries.values():
         assert entry["value"] is None and "is not there" in entry["skipped"] and entry["notes"] == [entry["skipped"]]
+
+
+def test_the_cross_set_keeps_one_topics_rows_on_topic_and_puts_every_other_row_off() -> None:
+    from bench import quality
+
+    data, topics, relabel = quality.SETS["quality_cross"]
+    assert (data, topics) == ("multi-dev.csv", "dev-topics.toml") and relabel is not None
+    labels = [{"Health"}, {"Sports"}, set(), {"Health", "Politics"}]
+    assert quality.relabelled(labels, relabel) == [{"Healthcare"}, set(), set(), {"Healthcare"}]
 
 
 def test_shared_is_left_out_of_quick_mode_and_skips_without_postgresql(monkeypatch: pytest.MonkeyPatch) -> None:

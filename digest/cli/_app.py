@@ -14,7 +14,6 @@ from typing import TYPE_CHECKING, Any
 
 import click
 
-from .. import __version__
 from ..errors import ConfigError, DigestError, UsageError, one_line
 from ._output import err, out
 
@@ -67,7 +66,14 @@ class State:
     count=True,
     help="Log what digest does on stderr: -v each step and source (INFO), -vv every request too (DEBUG).",
 )
-@click.version_option(__version__, prog_name="digest")
+@click.option(
+    "--version",
+    is_flag=True,
+    expose_value=False,
+    is_eager=True,
+    callback=lambda ctx, _param, value: _show_version(ctx, value),
+    help="Show the version and exit.",
+)
 @click.pass_context
 def cli(ctx: click.Context, config_path: str | None, verbose: int) -> None:
     """digest reads the accounts, hashtags and feeds you follow, keeps what is on topic
@@ -87,6 +93,15 @@ def cli(ctx: click.Context, config_path: str | None, verbose: int) -> None:
     ctx.obj = State(config_path, verbose)
     if verbose:
         _log_to_stderr(verbose)
+
+
+def _show_version(ctx: click.Context, value: bool) -> None:
+    """``--version``, as click's own option prints it; the version is read only when asked for."""
+    if value and not ctx.resilient_parsing:
+        from .. import __version__
+
+        click.echo(f"digest, version {__version__}", color=ctx.color)
+        ctx.exit()
 
 
 def _log_to_stderr(verbose: int) -> None:

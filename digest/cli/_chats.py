@@ -7,7 +7,6 @@ from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
 import click
-from rich.table import Table
 
 from .. import clock
 from ..errors import DigestError
@@ -16,7 +15,7 @@ from ._app import State, cli
 if TYPE_CHECKING:
     from ..models import Post
 
-from ._output import err, json_flag, out, print_json
+from ._output import err, json_flag, new_table, out, print_json
 
 
 @cli.group()
@@ -66,7 +65,7 @@ def chats_list(state: State, as_json: bool) -> None:
     if not rows:
         out.print(f"{settings.path}: no [[chats]] configured", markup=False)
         return
-    table = Table(title=f"chats (times in {settings.digest.timezone})", title_justify="left")
+    table = new_table(title=f"chats (times in {settings.digest.timezone})")
     for column in ("hashtag", "host", "every", "next window"):
         table.add_column(column)
     for row in rows:

@@ -8,11 +8,10 @@ from contextlib import contextmanager
 from typing import TYPE_CHECKING, Any
 
 import click
-from rich.table import Table
 
 from ..errors import ConfigError, DigestError
 from ._app import State, cli
-from ._output import bar, busy, out
+from ._output import bar, busy, new_table, out
 
 if TYPE_CHECKING:
     from ..topics import TopicSpec
@@ -95,7 +94,7 @@ def eval_cmd(state: State, data: str, run_sweep: bool, feedback: str | None, see
     if as_json:
         out.print_json(json.dumps(report))
         return
-    table = Table(title=f"digest eval {data}", title_justify="left")
+    table = new_table(title=f"digest eval {data}")
     for column in ("topic", "precision", "recall", "F1", "support", "keyword F1"):
         table.add_column(column, justify="left" if column == "topic" else "right")
     baseline = report["keyword_baseline"]
@@ -138,9 +137,8 @@ def _print_sweep(data: str, report: dict[str, Any], misses: list[str]) -> None:
         "sizes": f"batch size, {report['size_share']:.0%} on-topic",
     }
     for kind in ("shares", "sizes"):
-        table = Table(
+        table = new_table(
             title=f"digest eval --sweep {data}: {titles[kind]}; {report['seeds']} seed(s) each",
-            title_justify="left",
         )
         headers: tuple[str, ...] = (
             "share",
@@ -162,7 +160,7 @@ def _print_sweep(data: str, report: dict[str, Any], misses: list[str]) -> None:
             table.add_row(f"{cell['share']:g}", n, *(f"{v:.3f}" for v in stats))
         out.print(table)
         if several:
-            per_topic = Table(title=f"mean F1 per topic ({kind})", title_justify="left")
+            per_topic = new_table(title=f"mean F1 per topic ({kind})")
             per_topic.add_column("share", justify="right")
             per_topic.add_column("n", justify="right")
             for name in report["topics"]:

@@ -150,11 +150,15 @@ def _store_counts(settings: Settings) -> str:
 
 def _stored_counts(settings: Settings) -> dict[str, int] | None:
     """Subscribers by state in the store, or None before it exists; the store's code (SQLAlchemy)
-    is loaded only when there is a store to read."""
+    is loaded only when the store is not a SQLite file of this schema, which a glance reads."""
     from ..dburl import database_exists
+    from ..glance import subscriber_counts
 
     if not database_exists(settings.database_url):
         return None
+    glanced = subscriber_counts(settings.database_url)
+    if glanced is not None:
+        return glanced
     from ..subscribers import counts
 
     return counts(settings)

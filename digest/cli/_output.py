@@ -15,6 +15,8 @@ import click
 from rich.console import Console
 
 if TYPE_CHECKING:
+    from rich.table import Table
+
     from ..collect import SourceResult
 
 out = Console(highlight=False, soft_wrap=True)
@@ -104,3 +106,10 @@ def ago(when: datetime | None, now: datetime) -> str:
         if seconds >= size:
             return f"{seconds // size}{unit} ago"
     return "just now"
+
+
+def new_table(title: str, **options: Any) -> Table:
+    """A rich table titled on the left (rich.table is imported here, by the commands that print one)."""
+    from rich.table import Table
+
+    return Table(title=title, title_justify="left", **options)

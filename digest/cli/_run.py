@@ -8,11 +8,10 @@ from contextlib import contextmanager
 from typing import TYPE_CHECKING, Any
 
 import click
-from rich.table import Table
 
 from .. import clock
 from ._app import EXIT_FAILED, State, cli
-from ._output import bar, collect_bar, err, out, plural
+from ._output import bar, collect_bar, err, new_table, out, plural
 
 if TYPE_CHECKING:
     from ..collect import SourceResult
@@ -65,7 +64,7 @@ def collect_cmd(state: State, as_json: bool, quiet: bool) -> None:
 def _print_collect_summary(summary: dict[str, Any]) -> None:
     from ..collect import held_line
 
-    table = Table(title="digest collect", title_justify="left")
+    table = new_table(title="digest collect")
     held = bool(summary["held_elsewhere"])
     columns = ["kind", "sources", "fetched", "not modified", "failed", "skipped", "new posts"]
     keys = ["sources", "ok", "not_modified", "failed", "skipped", "new_posts"]

@@ -5,12 +5,11 @@ from __future__ import annotations
 import json
 
 import click
-from rich.table import Table
 
 from .. import clock
 from ..errors import UsageError
 from ._app import State, cli
-from ._output import counts_line, err, json_flag, out, plural, print_json
+from ._output import counts_line, err, json_flag, new_table, out, plural, print_json
 
 
 @cli.group()
@@ -51,7 +50,7 @@ def subscribers_list(state: State, as_json: bool, only: str | None) -> None:
     if as_json:
         out.print_json(json.dumps([{"email": r["email"], "state": r["state"], "topics": r["topics"]} for r in rows]))
         return
-    table = Table(title=f"{len(rows)} subscribers", title_justify="left")
+    table = new_table(title=f"{len(rows)} subscribers")
     for column in ("email", "state", "topics", "from"):
         table.add_column(column, overflow="fold")
     for r in rows:

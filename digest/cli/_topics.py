@@ -7,12 +7,11 @@ from collections import Counter
 from typing import TYPE_CHECKING, Any
 
 import click
-from rich.table import Table
 
 from .. import clock
 from ..errors import DigestError
 from ._app import State, cli
-from ._output import busy, err, out, print_json
+from ._output import busy, err, new_table, out, print_json
 
 if TYPE_CHECKING:
     from ..models import Decision, Post
@@ -123,7 +122,7 @@ def _show_json(run: FilterRun, rows: list[tuple[Post, Decision]]) -> dict[str, A
 
 
 def _decision_table(title: str, rows: list[tuple[Post, Decision]], topic: str | None, limit: int) -> None:
-    table = Table(title=title, title_justify="left", show_lines=False)
+    table = new_table(title=title, show_lines=False)
     table.add_column("score", justify="right")
     table.add_column("author", overflow="ellipsis", max_width=28)
     table.add_column("post", overflow="ellipsis", max_width=70, no_wrap=True)
@@ -274,7 +273,7 @@ def topics_feedback(state: State, accepted: tuple[str, ...], as_json: bool) -> N
     if not rows:
         out.print("no reader has pressed a button yet", markup=False)
         return
-    table = Table(title="readers' signals", title_justify="left")
+    table = new_table(title="readers' signals")
     for column in ("topic", "post", "readers", "not for me", "more like this", "accepted", "text"):
         table.add_column(column, justify="right" if column in ("readers", "not for me", "more like this") else "left")
     labels = {None: "", True: "for", False: "against"}

@@ -12,6 +12,8 @@ from urllib.parse import SplitResult, quote, urlsplit
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from ..errors import MissingVariable
+
 if TYPE_CHECKING:
     from ._sections import Settings
 
@@ -29,7 +31,7 @@ def expand_env(value: str) -> str:
     def sub(match: re.Match[str]) -> str:
         name = match.group(1)
         if name not in os.environ:
-            raise ValueError(f"environment variable {name} is not set")
+            raise MissingVariable(name)
         return os.environ[name]
 
     return _ENV_REF.sub(sub, value)

@@ -14,7 +14,7 @@ from typing import Any
 
 from pydantic import ValidationError
 
-from ..errors import ConfigError
+from ..errors import ConfigError, MissingVariable
 from ._fields import (
     _ENV_REF,
     _empty_variables,
@@ -75,7 +75,7 @@ def parse(text: str, path: Path | str = DEFAULT_PATH) -> Settings:
     try:
         data = tomllib.loads(text)
     except tomllib.TOMLDecodeError as exc:
-        match = re.search(r"at line (\d+)", str(exc))
+        match = re.search(r"at line (\d+)", str(exc))  # tomllib's text: it has no lineno field before 3.14
         raise ConfigError(f"{path}:{match.group(1) if match else 1}: invalid TOML: {exc}") from None
     return parse_data(data, text, path)
 
@@ -194,9 +194,10 @@ def _check_expanded(sections: dict[str, Any], report: Any) -> None:
     try:
         if smtp:
             smtp_url(expand_env(smtp))
+    except MissingVariable:
+        pass  # reported above, once
     except ValueError as exc:
-        if "environment variable" not in str(exc):
-            report(("mail", "smtp"), str(exc))
+        report(("mail", "smtp"), str(exc))
 
 
 def _message(error: Mapping[str, Any], model: type[_Model]) -> str:

@@ -3,13 +3,13 @@ or read-only) from a URL."""
 
 from __future__ import annotations
 
-import os
+import sqlite3
 from collections.abc import Sequence
 from pathlib import Path
 
 import sqlalchemy as sa
 
-from ..dburl import display_url
+from ..dburl import display_url, read_only_uri, sqlite_path
 from ..errors import StoreError, one_line
 from ._decisions import DecisionRecords
 from ._deliveries import DeliveryRecords
@@ -49,14 +49,15 @@ class SQLStore(
         """Open (creating and migrating as needed) the database at a SQLAlchemy URL; ``read_only``
         for commands that only read, so they work on a file or in a folder this user cannot write."""
         shown = display_url(url)
-        if read_only and url.startswith("sqlite:///"):
-            return cls._open_sqlite_read_only(url)
+        path = sqlite_path(url) if read_only else None
+        if path is not None:
+            return cls._open_sqlite_read_only(path)
         try:
             engine = sa.create_engine(url)
         except (ImportError, sa.exc.NoSuchModuleError) as exc:  # an unknown database or a driver not installed
             hint = (
                 "; install digest with its postgres extra: pip install 'digest[postgres]'"
-                if "psycopg" in str(exc)
+                if sa.engine.make_url(url).get_backend_name() == "postgresql"
                 else ""
             )
             raise StoreError(f"{shown}: cannot open the database: {exc}{hint}") from None
@@ -78,12 +79,14 @@ class SQLStore(
         return store
 
     @classmethod
-    def _open_sqlite_read_only(cls, url: str) -> SQLStore:
-        """A SQLite file opened read-only, never created or migrated; in a folder this user cannot
-        write (where SQLite cannot make its WAL index) as an immutable file."""
-        path = Path(url.removeprefix("sqlite:///"))
-        immutable = "&immutable=1" if not os.access(path.parent, os.W_OK) else ""
-        engine = sa.create_engine(f"sqlite:///file:{path}?mode=ro{immutable}&uri=true")
+    def _open_sqlite_read_only(cls, path: Path) -> SQLStore:
+        """A SQLite file opened read-only, never created or migrated (`read_only_uri`)."""
+        uri = read_only_uri(path)
+        engine = sa.create_engine(  # the quoted URI goes to sqlite3 as is (a URL would be unquoted on the way)
+            "sqlite://",
+            creator=lambda: sqlite3.connect(uri, uri=True, check_same_thread=False),
+            poolclass=sa.pool.QueuePool,
+        )
         sa.event.listen(engine, "handle_error", raise_environment_failure)
         store = cls(engine)
         try:
