@@ -51,6 +51,14 @@ def test_every_entry_has_the_common_shape(report: dict[str, Any]) -> None:
             assert isinstance(entry["target"], str) and isinstance(entry["target_met"], bool), name
         if "other_cpu_s" in entry:
             assert entry["other_cpu_s"] is None or entry["other_cpu_s"] >= 0, name
+    assert set(report["targets"]) == set(benchmarks)  # every entry run is named in the summary
+    for name, stated in report["targets"].items():
+        entry = benchmarks[name]
+        if "target" in entry:
+            assert stated == {"target": entry["target"], "met": entry["target_met"]}, name
+        else:
+            assert stated["met"] is None and stated["target"], name
+    assert report["all_met"] is all(t["met"] is True for t in report["targets"].values())
 
 
 @pytest.mark.timeout(600)
