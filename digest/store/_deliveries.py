@@ -154,8 +154,23 @@ class DeliveryRecords(Records):
             .where(deliveries.c.week == week, deliveries.c.status.in_(_UNFINISHED))
             .order_by(deliveries.c.email)
         )
+        # Rows free by their columns alone first, a few batches' worth: reading every open row for each
+        # batch made a week of 10,000 deliveries read 2.5 million rows. Only when those run short are all
+        # open rows read, to find the ones whose holder is gone.
+        plainly_free = open_rows.where(
+            sa.or_(
+                deliveries.c.status == "queued",
+                deliveries.c.owner == "",
+                deliveries.c.lease_until.is_(None),
+                deliveries.c.lease_until <= now,
+            )
+        )
         with self.engine.connect() as conn:
-            rows = conn.execute(open_rows).all()
+            rows = conn.execute(plainly_free.limit(limit * 4)).all()
+            if only is not None:
+                rows = [r for r in rows if r.email in only]
+            if len(rows) < limit:
+                rows = conn.execute(open_rows).all()
         verdicts: dict[str, bool] = {}
 
         def free(row: Any) -> bool:
