@@ -201,7 +201,9 @@ def _composer() -> tuple[Composer, list[str]]:
 
 
 def _message(edition: Edition, email: str, name: str, now: datetime) -> bytes:
-    """One reader's message of an edition, built as digest builds it (template, then the reader's copy)."""
+    """One reader's message of an edition, built as digest builds it (template, then the reader's copy with
+    signed feedback links on every card, as `digest.delivery.links_for` gives them), so the same bytes."""
+    from digest.feedback import FeedbackLinks
     from digest.mail import Links, MessageTemplate, message_id
 
     template = MessageTemplate.build(
@@ -214,9 +216,9 @@ def _message(edition: Edition, email: str, name: str, now: datetime) -> bytes:
         date=now,
     )
     link = f"https://digest.example.org/unsubscribe/{email}"
-    return template.render(
-        email, message_id(edition.week, email, "hit.example"), Links(link, link, link, "mailto:x"), name
-    )
+    feedback = FeedbackLinks.for_reader("https://digest.example.org", BENCH_SECRET, email)
+    links = Links(link, link, link, "mailto:x", feedback=feedback)
+    return template.render(email, message_id(edition.week, email, "hit.example"), links, name)
 
 
 def _baseline(port: int, messages: int, sample: int) -> dict[str, Any]:
