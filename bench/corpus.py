@@ -436,8 +436,8 @@ def posts(
     About 1 in 40 posts is a boost of an earlier one and 1 in 60 a cross-post to Bluesky (merged
     by the composer); a few hundred links are shared by several accounts.
     """
-    from digest.collect.urls import canonical_url, post_id
     from digest.models import Author, Engagement, Media, Post
+    from digest.urls import canonical_url, post_id
 
     w = _Writer(seed, topics)
     r = w.rng

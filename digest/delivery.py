@@ -48,6 +48,7 @@ from .mail import (
     message_id,
     messenger_for,
     pace,
+    preferences_mailto,
     sender_domain,
     unsubscribe_mailto,
 )
@@ -114,7 +115,8 @@ def links_for(settings: Settings, address: str) -> Links:
     mailto = unsubscribe_mailto(settings.mail, address)
     base = (settings.subscription.public_url or "").rstrip("/")
     if not base:
-        return Links(unsubscribe=mailto, preferences=mailto, one_click="", mailto=mailto)
+        preferences = preferences_mailto(settings.mail, address, [t.name for t in settings.topics])
+        return Links(unsubscribe=mailto, preferences=preferences, one_click="", mailto=mailto)
     if not settings.subscription.secret:
         raise ConfigError(
             f"{settings.path}: [subscription] secret is needed to sign unsubscribe links (public_url is set)"

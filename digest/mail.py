@@ -17,7 +17,7 @@ import smtplib
 import socket
 import ssl
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from email.message import EmailMessage
@@ -403,8 +403,18 @@ def _seven_bit(message: bytes) -> bytes:
 
 def unsubscribe_mailto(settings: MailSettings, address: str) -> str:
     """The mailto: form of List-Unsubscribe (to Reply-To or From)."""
-    target = email.utils.parseaddr(settings.reply_to or settings.from_)[1]
-    return f"mailto:{target}?subject={quote('unsubscribe ' + address)}"
+    return f"mailto:{_curator(settings)}?subject={quote('unsubscribe ' + address)}"
+
+
+def preferences_mailto(settings: MailSettings, address: str, topics: Sequence[str]) -> str:
+    """ "Change your topics" where there are no subscription pages: a mail to the curator (Reply-To or
+    From) whose subject asks for a change of topics, never to unsubscribe, and whose body lists them."""
+    body = f"The topics I want (delete the others): {', '.join(topics)}"
+    return f"mailto:{_curator(settings)}?subject={quote('change topics for ' + address)}&body={quote(body)}"
+
+
+def _curator(settings: MailSettings) -> str:
+    return email.utils.parseaddr(settings.reply_to or settings.from_)[1]
 
 
 def pace(rate: float) -> Iterable[None]:

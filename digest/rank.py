@@ -14,9 +14,9 @@ from datetime import datetime
 import lxml.etree
 import lxml.html
 
-from .collect.urls import absolute, canonical_url
 from .models import Post
 from .textnorm import normalize
+from .urls import absolute, canonical_url
 
 __all__ = [
     "MIN_SHARERS",

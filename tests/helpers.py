@@ -47,7 +47,7 @@ def settings_from(tmp_path: Path, body: str, *, collect: str = TEST_COLLECT) -> 
 
 def make_post(uri: str = "https://example.org/p/1", **changes: object) -> Post:
     """A post with plausible defaults; ``changes`` override fields."""
-    from digest.collect.urls import post_id
+    from digest.urls import post_id
 
     post = Post(
         id=post_id(uri),

@@ -26,7 +26,6 @@ from digest import config
 from digest.chats import Recap, _answer_label, _question_label, chat_windows, current_or_next_window, open_chats, recap
 from digest.collect.bluesky import post_view_post
 from digest.collect.mastodon import status_post
-from digest.collect.urls import post_id
 from digest.compose import Composer, chat_text, personalize
 from digest.errors import ConfigError
 from digest.models import Author, Engagement, Post
@@ -34,6 +33,7 @@ from digest.periods import last_completed
 from digest.pipeline import chat_recaps, composer_for
 from digest.schedule import CHAT_EVERY, Scheduler, chat_job, collect_slot
 from digest.store import SCHEMA_VERSION, Store
+from digest.urls import post_id
 
 FIX = Path(__file__).parent / "fixtures"
 NY = "America/New_York"

@@ -53,6 +53,9 @@ def test_demo_command(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> Non
     assert run_cli("demo", "--no-open", "--dir", str(tmp_path / "demo")) == 0
     out = capsys.readouterr().out
     assert "left out as off-topic" in out and "the edition:" in out
+    assert (
+        "\nkept under Interoperability (6; the edition shows the top 5):\n  + Sam Reyes: FHIR R6 ballot is open." in out
+    )
     assert "in the chat recap (7):\n  #HITsm: 2 questions, 6 participants\n  T1: which telehealth visit types" in out
     assert (
         "(2 answers)\n  T2: what is the one FHIR API your organization wishes every EHR vendor supported today? (3 answers)\n"

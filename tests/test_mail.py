@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import os
 import random
+import re
 import signal
 import subprocess
 import sys
@@ -14,6 +15,7 @@ import time
 from datetime import timedelta
 from email import message_from_bytes, policy
 from pathlib import Path
+from urllib.parse import parse_qs, urlsplit
 
 import pytest
 from helpers import NOW, SEND_AT_NOW, make_post, run_cli
@@ -254,6 +256,28 @@ def test_outbox_is_the_default_and_idempotent(tmp_path: Path, capsys: pytest.Cap
     summary = json.loads(capsys.readouterr().out)
     assert summary["sent"] == 0 and summary["skipped_already_sent"] == 3
     assert before == {p: p.stat().st_mtime_ns for p in folder.iterdir()}
+
+
+def test_without_subscription_pages_change_your_topics_asks_for_topics_not_to_unsubscribe(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """With no [subscription] public_url the links are mails to the curator: "Change your topics" must not
+    be the unsubscribe mail (a reader asking for other topics would be unsubscribed by whoever acts on it)."""
+    config = write_config(tmp_path, '[mail]\nfrom = "Health IT weekly <digest@hit.example>"\n', PEOPLE)
+    from digest import config as config_mod
+
+    seed_posts(config_mod.load(config))
+    assert run_cli("--config", str(config), "send", "--week", "2026-W47") == 0
+    capsys.readouterr()
+    sent = (tmp_path / "outbox" / "2026-W47" / "ana@example.org.eml").read_bytes()
+    text = message_from_bytes(sent, policy=policy.default).get_body(("plain",)).get_content()  # type: ignore[union-attr]
+    links = dict(re.findall(r"^(Change your topics|Unsubscribe): (\S+)$", text.replace("\r\n", "\n"), re.M))
+    assert links["Unsubscribe"] == "mailto:digest@hit.example?subject=unsubscribe%20ana%40example.org"
+    change = urlsplit(links["Change your topics"])
+    asked = parse_qs(change.query)
+    assert (change.scheme, change.path) == ("mailto", "digest@hit.example")
+    assert asked["subject"] == ["change topics for ana@example.org"] and "unsubscribe" not in change.query
+    assert asked["body"] == ["The topics I want (delete the others): Interoperability, Health IT"]
 
 
 def test_dry_run_and_to(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:

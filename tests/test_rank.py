@@ -6,9 +6,9 @@ import random
 from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 
-from digest.collect.urls import post_id
 from digest.models import Author, Engagement, Post
 from digest.rank import Story, dedupe, link_accounts, rank_section, score, shared_links, shares_of
+from digest.urls import post_id
 
 NOW = datetime(2026, 11, 20, 12, tzinfo=UTC)
 LINK = "https://www.healthit.gov/news/tefca"

@@ -82,3 +82,21 @@ def test_the_license_is_the_one_pyproject_names_and_the_readme_says_where_digest
     assert (ROOT / "LICENSE").read_text(encoding="utf-8").startswith("MIT License\n")
     start = _section("Quick start (a fresh machine, Python 3.11+)")
     assert "installed from this repository" in start and "`pip install digest` would get something else" in start
+
+
+def test_the_status_box_names_only_commands_that_exist_and_every_cron_line_is_given_once() -> None:
+    """Issue 14 found the Status box calling built commands "being built" and the hourly cron line twice."""
+    readme = (ROOT / "README.md").read_text(encoding="utf-8")
+    status = re.search(r"^> Status: (.*?)\n\n", readme, re.S | re.M)
+    assert status, "the README has no Status box"
+    words = " ".join(line.removeprefix("> ") for line in status.group(1).splitlines())
+    named = set(re.findall(r"`(?:digest )?([a-z]+)`", words))
+    assert named and named <= set(cli.commands), sorted(named - set(cli.commands))
+    assert not re.search(r"being built|in progress|not yet", words), words
+    cron = [
+        line.strip()
+        for block in re.findall(r"```cron\n(.*?)```", readme, re.S)
+        for line in block.splitlines()
+        if line.strip()
+    ]
+    assert cron and len(cron) == len(set(cron)), cron

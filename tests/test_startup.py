@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.helpers import NOW
+from tests.helpers import NOW, make_post
 
 # what --version, --help and check must never load
 HEAVY = (
@@ -31,6 +31,7 @@ HEAVY = (
     "starlette",
     "uvicorn",
 )
+NETWORK = ("aiohttp", "feedparser", "httpx")  # only the commands that fetch need them
 CONFIG_ONLY = ("email_validator", "pydantic")  # reading feeds.toml needs them; --version and --help do not
 
 _PROBE = """
@@ -116,3 +117,35 @@ def test_check_beside_an_existing_store_reads_it_without_sqlalchemy(tmp_path: Pa
     loaded = _loaded(tmp_path, "--config", str(tmp_path / "feeds.toml"), "check", "--json", stdout=report)
     assert json.loads(report.read_text(encoding="utf-8"))["subscribers"]["store"]["pending"] == 1  # it read the store
     assert sorted(loaded & set(HEAVY)) == []
+
+
+@pytest.fixture(scope="module")
+def site(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """feeds.toml beside a store holding one on-topic post of the edition in progress."""
+    from datetime import timedelta
+
+    from digest.store import Store
+
+    folder = tmp_path_factory.mktemp("site")
+    (folder / "feeds.toml").write_text(FEEDS_TOML, encoding="utf-8")
+    with Store.open(f"sqlite:///{folder / 'digest.db'}") as store:
+        store.add_posts("feed:x", [make_post(text="FHIR R6 ballot opens", published=NOW - timedelta(hours=1))])
+    return folder
+
+
+@pytest.mark.parametrize(
+    "argv",
+    [
+        ["filter"],
+        ["preview", "--text"],
+        ["send", "--dry-run"],
+        ["topics", "show"],
+        ["chats", "list"],
+        ["subscribers", "list"],
+    ],
+)
+def test_commands_that_fetch_nothing_never_load_the_network_stack(site: Path, argv: list[str]) -> None:
+    """Ranking and composing share `digest.urls` with the collectors, not the collectors themselves."""
+    loaded = _loaded(site, "--config", str(site / "feeds.toml"), *argv)
+    assert "pydantic" in loaded  # the command read feeds.toml (and exited 0: `_loaded` checks)
+    assert sorted(loaded & set(NETWORK)) == []

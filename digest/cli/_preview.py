@@ -133,8 +133,10 @@ def demo(state: State, folder: str | None, no_open: bool) -> None:
     where = Path(folder) if folder else Path(tempfile.mkdtemp(prefix="digest-demo-"))
     result = run_demo(where, say=lambda line: out.print(line, markup=False))
     for topic, lines in result.kept.items():
-        out.print(f"\nkept under {topic} ({len(lines)}):", markup=False)
-        for line in lines[:4]:
+        total = result.counts.on_topic.get(topic, len(lines))
+        shown = f"; the edition shows the top {len(lines)}" if total > len(lines) else ""
+        out.print(f"\nkept under {topic} ({total}{shown}):", markup=False)
+        for line in lines:
             out.print(f"  + {line}", markup=False)
     if result.counts.in_chats:
         out.print(f"\nin the chat recap ({result.counts.in_chats}):", markup=False)

@@ -12,11 +12,11 @@ from urllib.parse import quote, urlencode
 from ..config import expand_env
 from ..errors import PermanentFetchError
 from ..models import Author, Engagement, Media, Post, SourceState
+from ..urls import canonical_url, post_id
 from .base import Context, Outcome, load_cursor, read_json
 from .guard import Skipped, sound
 from .html import plain
 from .parse import parse_datetime
-from .urls import canonical_url, post_id
 
 __all__ = ["BlueskyAuthorJob", "BlueskySearchJob", "post_view_post", "richtext_html"]
 

@@ -10,7 +10,7 @@ import lxml.etree
 import lxml.html
 
 from ..models import Media
-from .urls import absolute, canonical_url
+from ..urls import absolute, canonical_url
 
 __all__ = ["Scanned", "plain", "scan_html"]
 

@@ -12,12 +12,12 @@ from urllib.parse import quote, urlencode
 
 from ..errors import FetchError, PermanentFetchError
 from ..models import Author, Engagement, Media, Post, SourceState
+from ..urls import canonical_url, mastodon_identity, post_id
 from .base import Context, Job, Outcome, load_cursor, read_json
 from .feeds import FeedJob
 from .guard import Skipped, sound
 from .html import plain, scan_html
 from .parse import parse_datetime
-from .urls import canonical_url, mastodon_identity, post_id
 
 __all__ = ["FallbackJob", "MastodonApiJob", "account_job", "hashtag_job", "opted_out", "status_post"]
 

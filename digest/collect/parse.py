@@ -18,9 +18,9 @@ import feedparser
 from .. import clock
 from ..errors import PermanentFetchError, one_line
 from ..models import Author, Media, Post
+from ..urls import absolute, canonical_url, mastodon_identity, post_id
 from .guard import Skipped, sound
 from .html import plain, scan_html
-from .urls import absolute, canonical_url, mastodon_identity, post_id
 
 __all__ = ["ParsedFeed", "parse_datetime", "parse_feed"]
 

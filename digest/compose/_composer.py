@@ -133,6 +133,11 @@ class Composer:
             self._editions[key] = self._compose(*key)
         return self._editions[key]
 
+    def sections(self, topics: Sequence[str]) -> list[Section]:
+        """The topic sections of one selection's edition as everyone gets it: each its cards, in order,
+        after the caps, and how many posts it had before them."""
+        return self._sections(self._selection(topics), _UNTUNED)
+
     def _selection(self, topics: Sequence[str]) -> tuple[str, ...]:
         return selection(topics, self.topics)
 

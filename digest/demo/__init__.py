@@ -169,7 +169,7 @@ class DemoResult:
     folder: Path
     preview: Path
     outbox: Path
-    kept: dict[str, list[str]]  # per topic, the posts of its section (the edition shows the top ones)
+    kept: dict[str, list[str]]  # per topic, the posts its section shows, in order (`counts.on_topic`: all it kept)
     dropped: list[str]  # the posts left out as off-topic
     new_posts: int
     counts: Counts
@@ -207,8 +207,10 @@ def run_demo(folder: Path, *, now: datetime | None = None, say: Callable[[str], 
             edition = next(iter(store.editions(sent.week).values()))
     topics = list(edition.topics)
     counts = composer.counts(topics)
-    kept = {topic: [_line(s.post) for s in stories] for topic, stories in composer.assign(topics).items()}
-    dropped = [_line(s.post) for s in composer.left_out]
+    kept = {
+        s.topic: [f"{c.author_name}: {_short(c.title or c.text)}" for c in s.cards] for s in composer.sections(topics)
+    }
+    dropped = [f"{composer.names.author(s.post)}: {_short(s.post.title or s.post.text)}" for s in composer.left_out]
     recap = [
         line
         for chat in composer.chats
@@ -228,10 +230,6 @@ def run_demo(folder: Path, *, now: datetime | None = None, say: Callable[[str], 
     preview.write_text(copy.html, encoding="utf-8")
     say(f"3. the filter and the composer: {counts.summary}")
     return DemoResult(folder, preview, settings.outbox_dir / sent.week, kept, dropped, report.new_posts, counts, recap)
-
-
-def _line(post: Any) -> str:
-    return f"{post.author.handle or post.author.name}: {_short(post.title or post.text)}"
 
 
 def _short(text: str, limit: int = 90) -> str:

@@ -13,10 +13,10 @@ from urllib.parse import urlsplit
 from pydantic import ValidationError
 
 from .. import config
-from ..collect.urls import canonical_url
 from ..config import FeedSource, HashtagSource, MastodonSource, Settings, Source
 from ..errors import SourceError, one_line
 from ..textnorm import strip_invisible
+from ..urls import canonical_url
 
 _BLUESKY_HANDLE = re.compile(r"^@?([A-Za-z0-9-]+(?:\.[A-Za-z0-9-]+)+)$")
 _MASTODON_RSS = re.compile(r"^https?://([A-Za-z0-9.-]+)/@([A-Za-z0-9_]+)\.rss$", re.IGNORECASE)

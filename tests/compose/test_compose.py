@@ -20,7 +20,6 @@ import pytest
 from helpers import make_post
 
 from digest import feedback
-from digest.collect.urls import post_id
 from digest.compose import (
     PLACEHOLDERS,
     Composer,
@@ -35,6 +34,7 @@ from digest.compose import (
 from digest.errors import DigestError
 from digest.models import Author, Engagement, Media, Post
 from digest.periods import week_of
+from digest.urls import post_id
 
 GOLDEN = Path(__file__).parents[1] / "golden"
 REGEN = os.environ.get("DIGEST_REGEN_GOLDEN") == "1"

@@ -174,7 +174,7 @@ def _f1_with_feedback(data: str, topics: str, seed: int) -> tuple[float, float, 
     return scores[0], scores[1], scores[2]
 
 
-# Measured on 2026-12-02 over these 8 draws, with main's threshold of 08:50 UTC (mean gain, worst draw): dev
+# Measured on 2026-12-02 over these 8 draws, with main's threshold of 08:50 UTC and 14:43 UTC (mean gain, worst): dev
 # +0.0122 / -0.0071 with 20 rows and +0.0180 / -0.0019 with 50; multi-dev +0.0022 / -0.0015 with 20 and +0.0064 /
 # +0.0011 with 50. Short of the issue's +0.03; some draws are worse with 20 rows (the fit alone did the same).
 DRAWS = range(8)
