@@ -16,16 +16,14 @@ import email.utils
 
 from email_validator import EmailNotValidError, validate_email
 
+from .errors import AddressError
+
 __all__ = ["MAX_ADDRESS", "AddressError", "limit_key", "needs_smtputf8", "normalize", "to_header", "wire_form"]
 
 MAX_ADDRESS = 254  # RFC 5321: the longest path is 256 octets with its angle brackets
 MAX_LOCAL = 64  # RFC 5321 4.5.3.1.1
 # Providers that deliver a.b.c@ to abc@ (and their other names for the same mailboxes).
 _DOTS_IGNORED = {"gmail.com": "gmail.com", "googlemail.com": "gmail.com"}
-
-
-class AddressError(ValueError):
-    """An address that is not one; the message says what is wrong in words."""
 
 
 def normalize(raw: str) -> str:

@@ -10,7 +10,7 @@ The hierarchy (every class is defined here; the modules named raise it)::
     ├── SourceError              (sources) a source cannot be added, imported or exported (dead, duplicate)
     │   ├── ChoiceNeeded         a page offers several feeds: ``page``, ``candidates``
     │   └── OpmlError            (opml) an OPML file is not readable or writable
-    ├── FetchError               (collect) one source could not be collected: ``status``, ``retry_after``
+    ├── FetchError               (collect) one source could not be collected: ``reason``, ``advice``, ``status``, ``retry_after``
     │   ├── TransientFetchError  worth retrying: timeouts, dropped connections, 5xx, 429
     │   └── PermanentFetchError  not worth retrying now: 4xx, bad payloads, oversized bodies
     ├── MailError                (mail) a message could not be handed over: ``code``, the SMTP reply
@@ -25,6 +25,10 @@ The hierarchy (every class is defined here; the modules named raise it)::
     ├── RateLimited              (web) too many requests from an IP or for an address: 429, ``retry_after``
     └── BadRequest               (web) a request no page of ours would send: 400
 
+    ValueError                   raised inside validation (pydantic reads a ValueError as the field's problem)
+    ├── AddressError             (addresses) an address that is not one, said in words; subscribers make it InvalidInput
+    └── MissingVariable          (config) a ``${VAR}`` that is not set: ``name``; the loader reports it once
+
 Only ``cli`` turns these into exit codes, and only ``web`` into HTTP responses. Code that needs to
 tell failures apart reads their fields, never their message text.
 """
@@ -38,6 +42,8 @@ if TYPE_CHECKING:
     from .sources import Candidate
 
 __all__ = [
+    "REMOVE_IT",
+    "AddressError",
     "BadRequest",
     "ChoiceNeeded",
     "ConfigError",
@@ -47,6 +53,7 @@ __all__ = [
     "InvalidInput",
     "LostClaim",
     "MailError",
+    "MissingVariable",
     "NotSubscribed",
     "OpmlError",
     "PermanentFetchError",
@@ -62,6 +69,20 @@ __all__ = [
     "UsageError",
     "one_line",
 ]
+
+REMOVE_IT = "remove it from feeds.toml"  # the advice for a source that is gone, wherever it is shown
+
+
+class AddressError(ValueError):
+    """An address that is not one; the message says what is wrong in words."""
+
+
+class MissingVariable(ValueError):
+    """A ``${VAR}`` in feeds.toml whose variable is not set in the environment: ``name`` says which."""
+
+    def __init__(self, name: str) -> None:
+        self.name = name
+        super().__init__(f"environment variable {name} is not set")
 
 
 class DigestError(Exception):
@@ -117,12 +138,24 @@ class OpmlError(SourceError):
 
 
 class FetchError(DigestError):
-    """A source could not be fetched or parsed; the message names the URL and the reason."""
+    """A source could not be fetched or parsed. ``reason`` is the failure (naming the URL once `at`
+    has been called), ``advice`` what a person should do about it; the message joins the two."""
 
-    def __init__(self, message: str, *, status: int | None = None, retry_after: float | None = None) -> None:
-        super().__init__(message)
+    def __init__(
+        self, reason: str, *, status: int | None = None, retry_after: float | None = None, advice: str = ""
+    ) -> None:
+        self.reason, self.advice = reason, advice
         self.status = status
         self.retry_after = retry_after
+        super().__init__(self._message())
+
+    def at(self, url: str) -> None:
+        """Name the URL the failure came from in front of its reason."""
+        self.reason = f"{url}: {self.reason}"
+        self.args = (self._message(),)
+
+    def _message(self) -> str:
+        return f"{self.reason}; {self.advice}" if self.advice else self.reason
 
 
 class TransientFetchError(FetchError):

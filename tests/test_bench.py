@@ -127,6 +127,10 @@ def test_weekly_entry(report: dict[str, Any]) -> None:
     assert entry["breakdown"]["store_posts_load_s"] > 0
     for step in ("collect", "filter", "prepare_editions", "deliver", "send_week"):
         assert entry["steps"][step]["calls"] == 1, step
+    # the old job (bench.baseline.COMMIT) ran on a copy of the same store and sent the same week to everyone
+    assert entry["baseline_sent"] == entry["subscribers"] and entry["baseline"] > 0
+    assert entry["ratio"] == pytest.approx(entry["baseline"] / entry["value"], rel=0.01)
+    assert entry["target_met"] is (entry["peak_mb"] <= 300 and entry["ratio"] >= 3)
 
 
 def test_quality_is_left_out_of_quick_mode_and_skips_without_the_shared_data(

@@ -31,7 +31,7 @@ from typing import Any
 from .. import clock
 from ..config import BlueskySource, FeedSource, HashtagSource, MastodonSource, Settings
 from ..endpoints import Endpoint, endpoints
-from ..errors import FetchError, one_line
+from ..errors import REMOVE_IT, FetchError, one_line
 from ..models import Post, SourceState
 from ..store import SourceClaims, Store
 from ..store.leases import this_process
@@ -356,7 +356,7 @@ async def _run_job(
         async with asyncio.timeout_at(ctx.deadline) as run_deadline:
             outcome = await job.run(ctx, state)
     except FetchError as exc:
-        return await _record_failure(ctx, writer, job, state, exc, str(exc))
+        return await _record_failure(ctx, writer, job, state, exc, exc.reason)
     except Exception as exc:  # the run's deadline, or a bug or payload nobody foresaw: record it, keep going
         if isinstance(exc, TimeoutError) and run_deadline.expired():
             limit = ctx.settings.collect.run_timeout
@@ -376,7 +376,7 @@ async def _run_job(
 
 def _skip_reason(state: SourceState, now: datetime) -> str:
     if state.status == "dead":
-        return f"gone since {state.last_attempt:%Y-%m-%d} ({state.last_error}); remove it from feeds.toml"
+        return f"gone since {state.last_attempt:%Y-%m-%d} ({state.last_error}); {REMOVE_IT}"
     if state.next_attempt and now < state.next_attempt:
         return (
             f"resting until {state.next_attempt:%Y-%m-%d %H:%M} UTC after {state.failures} failures: {state.last_error}"
@@ -429,4 +429,5 @@ async def _record_failure(
         state.next_attempt = None
     await writer.save(job.key, [], state)
     log.info("%s: failed: %s", job.key, state.last_error)
-    return SourceResult(job.key, job.kind, "failed", error=state.last_error)
+    shown = f"{state.last_error}; {exc.advice}" if exc is not None and exc.advice else state.last_error
+    return SourceResult(job.key, job.kind, "failed", error=shown)

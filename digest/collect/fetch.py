@@ -27,7 +27,7 @@ from tenacity.stop import stop_base
 
 from .. import clock
 from ..config import CollectSettings
-from ..errors import FetchError, PermanentFetchError, TransientFetchError, one_line
+from ..errors import REMOVE_IT, FetchError, PermanentFetchError, TransientFetchError, one_line
 
 __all__ = ["FetchResult", "Fetcher", "default_user_agent"]
 
@@ -180,7 +180,7 @@ class Fetcher:
                 with attempt:
                     return await self._once(method, url, headers, payload, budget)
         except FetchError as exc:
-            exc.args = (f"{url}: {exc.args[0]}",)  # every failure names the URL it came from
+            exc.at(url)  # every failure names the URL it came from
             raise
         raise AssertionError("unreachable")  # pragma: no cover
 
@@ -282,7 +282,7 @@ def _status_error(response: httpx.Response, max_wait: float) -> FetchError:
             return FetchError(f"{phrase}; server asks to retry after {wait:.0f} s", status=status, retry_after=wait)
         return TransientFetchError(phrase, status=status, retry_after=wait)
     if status == 410:
-        return PermanentFetchError(f"{phrase}: the feed is gone; remove it from feeds.toml", status=status)
+        return PermanentFetchError(f"{phrase}: the feed is gone", status=status, advice=REMOVE_IT)
     if status >= 500:
         return TransientFetchError(phrase, status=status)
     return PermanentFetchError(phrase, status=status)

@@ -12,6 +12,8 @@ from urllib.parse import SplitResult, quote, urlsplit
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from ..errors import MissingVariable
+
 if TYPE_CHECKING:
     from ._sections import Settings
 
@@ -29,7 +31,7 @@ def expand_env(value: str) -> str:
     def sub(match: re.Match[str]) -> str:
         name = match.group(1)
         if name not in os.environ:
-            raise ValueError(f"environment variable {name} is not set")
+            raise MissingVariable(name)
         return os.environ[name]
 
     return _ENV_REF.sub(sub, value)
@@ -111,6 +113,11 @@ def _http_url(value: str) -> str:
     parts = urlsplit(value)
     if parts.scheme not in ("http", "https") or not parts.netloc:
         raise ValueError("not an http(s) URL")
+    try:
+        parts.port  # noqa: B018  (urllib checks the port only when it is read)
+    except ValueError:
+        port = parts.netloc.rpartition(":")[2]
+        raise ValueError(f"port {port!r} is not a number from 1 to 65535") from None
     return value
 
 

@@ -14,7 +14,7 @@ from typing import Any
 
 from pydantic import ValidationError
 
-from ..errors import ConfigError
+from ..errors import ConfigError, MissingVariable
 from ._fields import (
     _ENV_REF,
     _empty_variables,
@@ -75,8 +75,11 @@ def parse(text: str, path: Path | str = DEFAULT_PATH) -> Settings:
     try:
         data = tomllib.loads(text)
     except tomllib.TOMLDecodeError as exc:
+        # tomllib's text: it has no lineno field before 3.14, and says "at end of document" for the last line
         match = re.search(r"at line (\d+)", str(exc))
-        raise ConfigError(f"{path}:{match.group(1) if match else 1}: invalid TOML: {exc}") from None
+        last = max(len(text.rstrip().splitlines()), 1)
+        line = match.group(1) if match else last if "end of document" in str(exc) else 1
+        raise ConfigError(f"{path}:{line}: invalid TOML: {exc}") from None
     return parse_data(data, text, path)
 
 
@@ -194,9 +197,10 @@ def _check_expanded(sections: dict[str, Any], report: Any) -> None:
     try:
         if smtp:
             smtp_url(expand_env(smtp))
+    except MissingVariable:
+        pass  # reported above, once
     except ValueError as exc:
-        if "environment variable" not in str(exc):
-            report(("mail", "smtp"), str(exc))
+        report(("mail", "smtp"), str(exc))
 
 
 def _message(error: Mapping[str, Any], model: type[_Model]) -> str:

@@ -80,7 +80,7 @@ def _add_url(
     try:
         probe = _run(settings, now, lambda ctx: _probe(ctx, new.value))
     except FetchError as exc:
-        raise SourceError(f"not added: {_one_line(str(exc))} (--no-check adds it anyway)") from None
+        raise SourceError(f"not added: {_one_line(exc)} (--no-check adds it anyway)") from None
     if probe.checked is not None:
         return [_named(probe.checked, new.name, settings, existing)]
     report.page = probe.page

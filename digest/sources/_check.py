@@ -79,7 +79,8 @@ async def _parse(ctx: Context, result: FetchResult) -> ParsedFeed:
     try:
         return await ctx.parse(result.body, result.url, "check", result.content_type)
     except PermanentFetchError as exc:
-        raise PermanentFetchError(f"{result.url}: {exc}") from None
+        exc.at(result.url)
+        raise
 
 
 async def _check_or_none(ctx: Context, new: NewSource) -> Checked | str:
@@ -87,9 +88,9 @@ async def _check_or_none(ctx: Context, new: NewSource) -> Checked | str:
     try:
         return await _check(ctx, new)
     except FetchError as exc:
-        return _one_line(str(exc))
+        return _one_line(exc)
     except SourceError as exc:
-        return _one_line(str(exc))
+        return _one_line(exc)
 
 
 async def _probe(ctx: Context, url: str) -> _Probe:

@@ -14,7 +14,7 @@ from pydantic import ValidationError
 
 from .. import config
 from ..config import FeedSource, HashtagSource, MastodonSource, Settings, Source
-from ..errors import SourceError, one_line
+from ..errors import FetchError, SourceError, one_line
 from ..textnorm import strip_invisible
 from ..urls import canonical_url
 
@@ -206,6 +206,6 @@ def _source_line(path: Path, index: int) -> int:
         return 1
 
 
-def _one_line(text: str) -> str:
-    """A fetch error as a reason for refusing a source (collect's advice to remove it does not apply)."""
-    return one_line(text.replace("; remove it from feeds.toml", ""), 400)
+def _one_line(exc: FetchError | SourceError) -> str:
+    """An error as a reason for refusing a source (a fetch error's advice, to remove it, does not apply)."""
+    return one_line(exc.reason if isinstance(exc, FetchError) else str(exc), 400)

@@ -8,6 +8,7 @@ from typing import Any
 
 from ..collect import jobs_for
 from ..config import Settings
+from ..errors import REMOVE_IT
 from ..models import SourceState
 from ..store import Store, database_exists
 
@@ -131,8 +132,7 @@ def _endpoints(settings: Settings) -> dict[str, tuple[str, str, str]]:
 def _hint(row: SourceStatus, now: datetime, threshold: int) -> tuple[str, str]:
     """What a curator should know about a source at a glance: (kind, sentence), or ('', '')."""
     if row.status == "dead":
-        error = row.last_error or "HTTP 410 Gone"
-        return "dead", f"gone: {error}" + ("" if "remove it" in error else "; remove it from feeds.toml")
+        return "dead", f"gone: {row.last_error or 'HTTP 410 Gone'}; {REMOVE_IT}"  # collect stores the reason alone
     if row.resting_until and row.failures >= threshold:
         return "dead", (
             f"resting until {row.resting_until:%Y-%m-%d %H:%M} UTC after {row.failures} failures in a row: "

@@ -29,7 +29,8 @@ def sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
     cursor = dbapi_connection.cursor()
     cursor.execute("PRAGMA busy_timeout=10000")
     # A new file switched to WAL by two processes at once: the loser is told "database is locked"
-    # at once, whatever the busy timeout, so it tries again until the other one is done.
+    # at once, whatever the busy timeout, so it tries again until the other one is done. (sqlite3's
+    # text, not ours: the one message that means SQLITE_BUSY whichever wrapper raised it.)
     deadline = time.monotonic() + 10
     while True:
         try:
@@ -45,6 +46,8 @@ def sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
 
 
 # What SQLite says when the environment, not digest, is at fault, and what a person should do.
+# Matching the driver's text is deliberate: these are sqlite3's own messages (stable across its
+# versions), the same for every error class SQLAlchemy wraps them in, and psycopg never says them.
 _ENVIRONMENT_FAILURES = (
     ("database or disk is full", "the disk (or the database's size limit) is full: free some space and run it again"),
     ("disk I/O error", "the disk failed a read or write: check the disk and free space, then run it again"),

@@ -57,7 +57,7 @@ class SQLStore(
         except (ImportError, sa.exc.NoSuchModuleError) as exc:  # an unknown database or a driver not installed
             hint = (
                 "; install digest with its postgres extra: pip install 'digest[postgres]'"
-                if "psycopg" in str(exc)
+                if sa.engine.make_url(url).get_backend_name() == "postgresql"
                 else ""
             )
             raise StoreError(f"{shown}: cannot open the database: {exc}{hint}") from None

@@ -213,7 +213,7 @@ def test_cli_table_summary(tmp_path: Path, http_server: TestServer, capsys: pyte
     path.write_text(feeds_config(good), encoding="utf-8")
     assert run_cli("--config", str(path), "collect") == 0
     out = capsys.readouterr().out
-    assert "feed" in out and "4 new posts from 1 sources." in out
+    assert "feed" in out and "4 new posts from 1 source." in out
 
 
 def test_a_store_that_fails_stops_the_run_with_one_error(
@@ -252,3 +252,16 @@ def test_each_claim_reads_a_window_of_the_sources_left_not_all_of_them(tmp_path:
         report = collect(settings, CountingStore(store.engine), now=NOW)
     assert report.count("ok") == count and len(http_server.requests("/f")) == count
     assert max(asked) <= CLAIM_BATCH * CLAIM_WINDOW < count
+
+
+def test_a_gone_feed_is_advised_away_once(tmp_path: Path, http_server: TestServer) -> None:
+    """The advice to remove a gone feed rides on the error (``advice``), not in the stored reason, so
+    neither the failure nor the later skip says it twice (the skip used to repeat it)."""
+    http_server.route("/gone", Response(status=410))
+    body = feeds_config(http_server.url("/gone"))
+    first, states, _ = run(tmp_path, body)
+    state = states[f"feed:{http_server.url('/gone')}"]
+    assert state.last_error == f"{http_server.url('/gone')}: HTTP 410 Gone: the feed is gone"
+    assert first.results[0].error == f"{state.last_error}; remove it from feeds.toml"
+    again, _, _ = run(tmp_path, body, now=NOW + timedelta(days=1))
+    assert again.results[0].error.count("remove it from feeds.toml") == 1

@@ -598,7 +598,7 @@ def fill_store(path: Path) -> config.Settings:
         store.add_posts(quiet, [old_post], SourceState(quiet, "feed", "https://quiet.example/feed", **ok))
         store.save_source_state(
             SourceState(gone, "feed", "https://gone.example/feed", status="dead", failures=1,
-                        last_error="https://gone.example/feed: HTTP 410 Gone: the feed is gone; remove it from feeds.toml",
+                        last_error="https://gone.example/feed: HTTP 410 Gone: the feed is gone",
                         last_attempt=NOW - timedelta(hours=1), last_success=NOW - timedelta(days=20))
         )  # fmt: skip
         store.save_source_state(
