@@ -1,8 +1,10 @@
 """``python -m bench [--quick] [--only NAME] [--json] [--profile DIR]``: run digest's benchmarks.
 
 Prints a table (and notes) with rich; with ``--json`` prints only one JSON object on stdout:
-``{"machine": "...", "quick": bool, "benchmarks": {name: entry}}`` (see `bench.common` for an
-entry's keys). Progress goes to stderr. Run from the repository root.
+``{"machine": "...", "quick": bool, "benchmarks": {name: entry}, "targets": {name: {"target", "met"}},
+"all_met": bool}`` (see `bench.common` for an entry's keys): ``targets`` names every entry run, with
+``met`` null where the entry states no target (or was skipped), and ``all_met`` is true only when
+every entry states a target and meets it. Progress goes to stderr. Run from the repository root.
 """
 
 from __future__ import annotations
@@ -47,7 +49,14 @@ def main(argv: list[str] | None = None) -> int:
             produced = {k: v for k, v in produced.items() if k == args.only}
         results.update(produced)
 
-    report: dict[str, Any] = {"machine": machine(), "quick": args.quick, "benchmarks": results}
+    targets = targets_of(results)
+    report: dict[str, Any] = {
+        "machine": machine(),
+        "quick": args.quick,
+        "benchmarks": results,
+        "targets": targets,
+        "all_met": bool(targets) and all(t["met"] is True for t in targets.values()),
+    }
     if args.json:
         sys.stdout.write(json.dumps(report, indent=2) + "\n")
     else:
@@ -55,6 +64,16 @@ def main(argv: list[str] | None = None) -> int:
         console.width = max(console.width, 150)
         _print_table(console, report)
     return 0
+
+
+def targets_of(results: dict[str, Entry]) -> dict[str, dict[str, Any]]:
+    """Each entry's target in words and whether it was met (None: no target stated, or skipped)."""
+    out: dict[str, dict[str, Any]] = {}
+    for name, entry in results.items():
+        met = entry.get("target_met")
+        target = entry.get("target") or ("skipped: " + entry["skipped"] if entry.get("skipped") else "none stated")
+        out[name] = {"target": target, "met": met if isinstance(met, bool) else None}
+    return out
 
 
 def _fmt(value: Any, unit: str = "") -> str:

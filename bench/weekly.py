@@ -15,7 +15,9 @@ decisions; the composer loads the week's posts after it, so the filter never hol
 The store is filled in one spawned process (untimed, with the store API: ``add_posts`` per
 source, with the source state and its ETag), the run happens in another, so ``peak_mb`` is the
 peak RSS of the process that ran ``digest run`` (imports done before the clock starts).
-There is no baseline and no target in the issue for this one: it shows where a week's time goes.
+The baseline is the same job at `baseline.COMMIT` (main before the job streamed), run on a copy of the
+same store after today's run (`bench.baseline`); the target is issue 16's: peak <= 300 MB and wall time
+<= 1/3 of the baseline's.
 """
 
 from __future__ import annotations
@@ -31,8 +33,8 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
+from . import baseline, corpus
 from . import compose as compose_bench
-from . import corpus
 from .common import Entry, Stopwatch, Timers, cpu_count, in_child, noise_note, other_cpu, profiled, rounded
 from .mastodon_rss import make_feed
 from .send import BENCH_SECRET, SECRET_ENV, edition_due, fsync_ms, instrument, settings_text
@@ -43,6 +45,8 @@ __all__ = ["run"]
 LATENCY = 0.05
 FEEDS_PER_HOST = 10
 MIN_HOSTS = 25
+TARGET_PEAK_MB = 300  # at 100,000 posts (issue 16)
+TARGET_RATIO = 3.0  # wall time at most a third of the old job's, measured in the same run
 
 
 def run(quick: bool) -> dict[str, Entry]:
@@ -60,12 +64,30 @@ def run(quick: bool) -> dict[str, Entry]:
             setup = in_child(
                 _setup, str(folder), server.urls, validators, posts, subscribers, now.timestamp(), name="weekly-setup"
             )
+            old = _copy_store(folder, folder / "baseline-run")
             server.stats(reset=True)
             result = in_child(_measure, str(folder), now.timestamp(), name="weekly")
             result["server"] = server.stats()
+            result["baseline"] = _baseline(folder, old, now)
     finally:
         shutil.rmtree(folder, ignore_errors=True)
     return {"weekly": _entry(posts, sources, subscribers, hosts, setup, result)}
+
+
+def _copy_store(folder: Path, dest: Path) -> Path:
+    """The set-up store and its feeds.toml, copied before today's run changes them: the baseline's input."""
+    dest.mkdir()
+    for name in ("feeds.toml", "digest.db"):
+        shutil.copy2(folder / name, dest / name)
+    return dest / "feeds.toml"
+
+
+def _baseline(folder: Path, config: Path, now: datetime) -> dict[str, Any] | None:
+    """The old job (`baseline.COMMIT`) on the copy of the same store, after today's, against the same server."""
+    tree = baseline.checkout(folder)
+    if tree is None:
+        return None
+    return baseline.run_week(tree, config, {SECRET_ENV: BENCH_SECRET, "DIGEST_NOW": now.isoformat()})
 
 
 # -- setup and the measured run, each in a fresh process --------------------------------------------
@@ -164,6 +186,23 @@ def _children_cpu() -> float:
     return usage.ru_utime + usage.ru_stime
 
 
+def _against_baseline(wall_s: float, peak: float, old: dict[str, Any] | None) -> Entry:
+    """The ratio to the old job measured in the same run, and the issue's target for the weekly job."""
+    target = f"peak <= {TARGET_PEAK_MB} MB and wall <= 1/{TARGET_RATIO:g} of the baseline's"
+    if old is None:
+        return {"target": target, "baseline_note": f"not measured: no git history holding {baseline.COMMIT[:7]}"}
+    return {
+        "baseline": rounded(old["wall_s"]),
+        "ratio": rounded(old["wall_s"] / wall_s),
+        "baseline_peak_mb": old["peak_mb"],
+        "baseline_sent": old["sent"],
+        "baseline_note": f"the same job at {baseline.COMMIT[:7]} (main before it streamed), `git archive` of digest/ run "
+        "in a fresh interpreter on a copy of the same store, after today's run, against the same feed server",
+        "target": target,
+        "target_met": peak <= TARGET_PEAK_MB and old["wall_s"] / wall_s >= TARGET_RATIO,
+    }
+
+
 # -- entry -------------------------------------------------------------------------------------------
 
 
@@ -242,6 +281,7 @@ def _entry(
             "the delivery loop; send_other_s is recipients and queueing",
         ],
     }
+    entry.update(_against_baseline(result["wall_s"], result["peak_mb"], result["baseline"]))
     if send["sent"] != subscribers or collect.get("not_modified") != sources:
         entry["notes"].append(
             f"unexpected: sent {send['sent']} of {subscribers}, {collect.get('not_modified')} of {sources} sources "

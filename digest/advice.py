@@ -1,5 +1,6 @@
 """What `digest check` warns about: settings that load but will not work as the curator means them
-(topics that can never match, preference links nobody can use), one ``file:line: key: problem`` line each."""
+(nothing to follow or keep, topics that can never match, preference links nobody can use), one
+``file:line: key: problem`` line each."""
 
 from __future__ import annotations
 
@@ -15,12 +16,12 @@ DEFAULT_FROM = MailSettings.model_fields["from_"].default
 
 
 def warnings(settings: Settings) -> list[str]:
-    """Every warning for ``settings``, in the file's order of keys (topics, then mail and links)."""
+    """Every warning for ``settings``, in the file's order of keys (sources, topics, then mail and links)."""
     try:
         lines = _KeyLines(settings.path.read_text(encoding="utf-8"))
     except (OSError, UnicodeDecodeError):
         lines = _KeyLines("")
-    found = [*_topics(settings), *_links(settings)]
+    found = [*_empty(settings), *_topics(settings), *_links(settings)]
     return [f"{_where(settings.path, lines, loc)}: {message}" for loc, message in found]
 
 
@@ -29,6 +30,22 @@ def _where(path: Path, lines: _KeyLines, loc: tuple[Any, ...]) -> str:
     default has no line."""
     written = any(loc[:end] in lines.lines for end in range(len(loc), 0, -1))
     return f"{path}:{lines.find(loc)}: {_dotted(loc)}" if written else f"{path}: {_dotted(loc)}"
+
+
+def _empty(settings: Settings) -> list[tuple[tuple[Any, ...], str]]:
+    """A file with nothing to collect, or nothing to keep: it loads, and the weekly job cannot run."""
+    found: list[tuple[tuple[Any, ...], str]] = []
+    if not settings.sources:
+        found.append((("sources",), "none, so there is nothing to collect: `digest sources add URL` adds one"))
+    if not settings.topics:
+        found.append(
+            (
+                ("topics",),
+                "none, so the filter has nothing to keep and `digest filter`, `preview` and `run` refuse to "
+                "start: add a [[topics]] with a name and keywords = [...]",
+            )
+        )
+    return found
 
 
 def _topics(settings: Settings) -> list[tuple[tuple[Any, ...], str]]:
@@ -76,7 +93,8 @@ def _links(settings: Settings) -> list[tuple[tuple[Any, ...], str]]:
             (
                 ("subscription", "public_url"),
                 f'not set, so "Change your topics" and "Unsubscribe" are mails to {target} that someone must '
-                "act on (digest subscribers remove, add --topics); set it and run `digest serve` for the pages",
+                "act on (digest subscribers remove, add --topics), and a reader is added with `digest subscribers add "
+                "--confirmed`; set it (and a secret) and run `digest serve` for the pages",
             )
         )
     return found

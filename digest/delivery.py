@@ -14,13 +14,22 @@ committed durably, so when a run dies:
   delivery in its summary as *uncertain*, and by default (``[mail] uncertain = "resend"``) sends it
   again with the same Message-ID: a possible duplicate, which many providers fold, rather than a
   silently missed week. ``"skip"`` counts it as sent instead.
+
+With ``[mail] connections`` above one, messages go out on that many SMTP connections at once, each
+in its own thread (`_Senders`), while this thread renders the next ones. The stretch from the
+handover commit to the ``sent`` one is still one message at a time for the whole run (`_Window`),
+so a crash leaves at most one delivery uncertain, as with one connection.
 """
 
 from __future__ import annotations
 
 import contextlib
+import functools
+import threading
 import time
-from collections.abc import Callable, Mapping, Sequence
+from collections import deque
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
@@ -148,6 +157,7 @@ def deliver(
     each of ``people`` who has not had it (see the module doc); one with no path has nothing this week.
     A dry run fills in `SendReport.planned` and sends nothing."""
     label = period.week
+    given = messenger is not None
     messenger = messenger or messenger_for(settings.mail, settings.outbox_dir, label)
     report = SendReport(label, messenger.name, period, in_progress(settings, now).due, len(people), dry_run=dry_run)
     report.nothing_to_send = sorted(r.email for r in people if r.email not in paths)
@@ -160,18 +170,108 @@ def deliver(
                 report.planned.setdefault(path, []).append(email)
         return report
     store.queue_deliveries(label, [(e, p, message_id(label, e, domain)) for e, p in sorted(paths.items())], now)
-    try:
-        _deliver(settings, store, report, messenger, {r.email: r for r in people}, now, on_progress)
-    finally:
-        messenger.close()
+    size = settings.mail.connections if settings.mail.smtp and not given else 1
+    spare = [messenger]
+
+    def connect() -> Messenger:
+        return spare.pop() if spare else messenger_for(settings.mail, settings.outbox_dir, label)
+
+    with _Senders(connect, size) as senders:
+        _deliver(settings, store, report, senders, {r.email: r for r in people}, now, on_progress)
     return report
+
+
+class _Window:
+    """The stretch from a message's handover commit to its ``sent`` commit, one message at a time per
+    run whatever the connections: a crash leaves at most one delivery uncertain."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+
+    @contextlib.contextmanager
+    def held(self) -> Iterator[Callable[[Callable[[], object]], None]]:
+        """Yield ``enter(commit)``, which takes the window and runs ``commit``; the window is let go on leaving."""
+        entered = False
+
+        def enter(commit: Callable[[], object]) -> None:
+            nonlocal entered
+            self._lock.acquire()
+            entered = True
+            commit()
+
+        try:
+            yield enter
+        finally:
+            if entered:
+                self._lock.release()
+
+
+class _Senders:
+    """Runs send jobs on up to ``size`` messengers at once, each in its own thread (one job inline when
+    ``size`` is 1); `submit` returns the jobs' results in the order they were submitted."""
+
+    def __init__(self, connect: Callable[[], Messenger], size: int) -> None:
+        self._connect, self.size = connect, size
+        self._local = threading.local()
+        self._lock = threading.Lock()
+        self._messengers: list[Messenger] = []
+        self._pool = ThreadPoolExecutor(size, thread_name_prefix="digest-send") if size > 1 else None
+        self._pending: deque[Future[bool]] = deque()
+
+    def _messenger(self) -> Messenger:
+        mine: Messenger | None = getattr(self._local, "messenger", None)
+        if mine is None:
+            with self._lock:
+                mine = self._connect()
+                self._messengers.append(mine)
+            self._local.messenger = mine
+        return mine
+
+    def _run(self, job: Callable[[Messenger], bool]) -> bool:
+        return job(self._messenger())
+
+    def submit(self, job: Callable[[Messenger], bool]) -> list[bool]:
+        """Start ``job``; return the results of the earlier jobs that are done (waiting while too many are not)."""
+        if self._pool is None:
+            return [job(self._messenger())]
+        self._pending.append(self._pool.submit(self._run, job))
+        done = []
+        while self._pending and (len(self._pending) > 2 * self.size or self._pending[0].done()):
+            done.append(self._pending.popleft().result())
+        return done
+
+    def finish(self) -> list[bool]:
+        """Wait for every job submitted; return their results (the first error raised, once all are done)."""
+        done, error = [], None
+        while self._pending:
+            try:
+                done.append(self._pending.popleft().result())
+            except BaseException as exc:  # raised below, once no job is running
+                error = error or exc
+        if error is not None:
+            raise error
+        return done
+
+    def __enter__(self) -> _Senders:
+        return self
+
+    def __exit__(self, kind: type[BaseException] | None, *_: object) -> None:
+        try:
+            if self._pool is not None:
+                self._pool.shutdown(wait=True)
+            if kind is None:
+                for messenger in self._messengers:
+                    messenger.flush()
+        finally:
+            for messenger in self._messengers:
+                messenger.close()
 
 
 def _deliver(
     settings: Settings,
     store: Store,
     report: SendReport,
-    messenger: Messenger,
+    senders: _Senders,
     people: dict[str, Recipient],
     now: datetime,
     on_progress: Callable[[int, int], None] | None,
@@ -186,6 +286,20 @@ def _deliver(
         key = settings.path.parent / settings.mail.dkim_key
         signer = DkimSigner(key, settings.mail.dkim_selector, sender_domain(settings.mail.from_))
     owner, pacer, done, streak = this_process(), iter(pace(settings.mail.rate)), 0, 0
+    window = _Window()
+
+    def settle(results: list[bool]) -> None:
+        nonlocal done, streak
+        for ok in results:
+            streak = 0 if ok else streak + 1
+            if streak >= GIVE_UP_AFTER and not report.stopped:
+                report.stopped = (
+                    f"stopped after {streak} failures in a row ({report.deferred[-1][1]}); the rest stay queued"
+                )
+            done += 1
+            if on_progress is not None:
+                on_progress(done, max(total, done))
+
     with store.delivery_log(owner) as log:
         renewed = clock.now()
         try:
@@ -206,21 +320,16 @@ def _deliver(
                         templates[d.path] = _template(settings, editions[d.path], now)
                     message = _message(settings, templates[d.path], d, people[d.email], signer)
                     next(pacer)
-                    ok = _send_one(settings, store, log, messenger, d, message, report, now)
-                    streak = 0 if ok else streak + 1
-                    if streak >= GIVE_UP_AFTER:
-                        report.stopped = (
-                            f"stopped after {streak} failures in a row ({report.deferred[-1][1]}); the rest stay queued"
-                        )
-                    done += 1
-                    if on_progress is not None:
-                        on_progress(done, max(total, done))
+                    job = functools.partial(_send_one, settings, store, log, window, d, message, report, now)
+                    settle(senders.submit(job))
                     if clock.now() - renewed > LEASE / 4:  # a slow server: keep the rest of the batch ours
                         renewed = clock.now()
                         store.renew_deliveries(report.week, owner, renewed + LEASE)
+            settle(senders.finish())
         finally:  # what this run claimed and did not hand over goes back to the queue
+            with contextlib.suppress(Exception):  # an error is already on its way up; no job may still be sending
+                senders.finish()
             store.release_deliveries(report.week, owner, clock.now())
-    messenger.flush()
     _account_for_the_rest(store, report, people, owner)
 
 
@@ -269,44 +378,40 @@ def _send_one(
     settings: Settings,
     store: Store,
     log: DeliveryLog,
-    messenger: Messenger,
+    window: _Window,
     d: Delivery,
     message: bytes,
     report: SendReport,
     now: datetime,
+    messenger: Messenger,
 ) -> bool:
     """Try one message up to `ATTEMPTS` times; True when it was handed over (or is settled)."""
     for attempt in range(1, ATTEMPTS + 1):
         tries = d.attempts + attempt
-        try:
-            answer = messenger.push(settings.mail.from_, d.email, message, _handover(log, d, now, tries))
-        except LostClaim:
-            report.held_elsewhere.append(d.email)  # its lease lapsed; the run that took it over sends it
-            return True
-        except PermanentMailError as exc:
-            log.mark(d, "failed", now, attempts=tries, error=str(exc))
-            report.failed.append((d.email, str(exc)))
-            if exc.code in _MAILBOX_CODES:
-                store.record_bounce(d.email, settings.mail.bounce_limit, now)
-            return True
-        except TransientMailError as exc:
-            log.mark(d, "sending", now, attempts=tries, error=str(exc))  # not accepted: still ours, not sent
-            if attempt == ATTEMPTS:
-                report.deferred.append((d.email, str(exc)))
-                return False
-            time.sleep(min(4.0, 0.25 * 2**attempt))
-            continue
-        # Not fsynced: if a power loss rolls it back, the row says handed_over and the next run calls it
-        # uncertain (resent with the same Message-ID, or not, per [mail] uncertain).
-        with contextlib.suppress(LostClaim):  # sent, but another run took the row: it will call it uncertain
-            log.mark(d, "sent", now, durable=False, attempts=tries, answer=answer, error="")
+        with window.held() as enter:
+            try:
+                handover = functools.partial(log.mark, d, "handed_over", now, attempts=tries)
+                answer = messenger.push(settings.mail.from_, d.email, message, functools.partial(enter, handover))
+            except LostClaim:
+                report.held_elsewhere.append(d.email)  # its lease lapsed; the run that took it over sends it
+                return True
+            except PermanentMailError as exc:
+                log.mark(d, "failed", now, attempts=tries, error=str(exc))
+                report.failed.append((d.email, str(exc)))
+                if exc.code in _MAILBOX_CODES:
+                    store.record_bounce(d.email, settings.mail.bounce_limit, now)
+                return True
+            except TransientMailError as exc:
+                log.mark(d, "sending", now, attempts=tries, error=str(exc))  # not accepted: still ours, not sent
+                if attempt == ATTEMPTS:
+                    report.deferred.append((d.email, str(exc)))
+                    return False
+                time.sleep(min(4.0, 0.25 * 2**attempt))
+                continue
+            # Not fsynced: if a power loss rolls it back, the row says handed_over and the next run calls it
+            # uncertain (resent with the same Message-ID, or not, per [mail] uncertain).
+            with contextlib.suppress(LostClaim):  # sent, but another run took the row: it will call it uncertain
+                log.mark(d, "sent", now, durable=False, attempts=tries, answer=answer, error="")
         report.sent.append(d.email)
         return True
     return False
-
-
-def _handover(log: DeliveryLog, d: Delivery, now: datetime, tries: int) -> Callable[[], None]:
-    def commit() -> None:
-        log.mark(d, "handed_over", now, attempts=tries)
-
-    return commit

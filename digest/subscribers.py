@@ -144,7 +144,8 @@ def secret_of(settings: Settings) -> str:
     if not sub.public_url or not sub.secret:
         raise ConfigError(
             f"{settings.path}: [subscription] needs public_url and secret (as ${{VARIABLE}}) for the "
-            "subscription pages and the links they send"
+            "subscription pages and the links they send; without them, add readers with "
+            "`digest subscribers add --confirmed EMAIL`"
         )
     return expand_env(sub.secret)
 

@@ -9,7 +9,8 @@ the connection in the middle of the message data; ``smtputf8=False`` is a server
 a test CA (``sink.ca_file``); ``auth`` requires a login. A message counts as accepted only when the
 server answers 250, as at a real server. ``meet=N`` holds every RCPT until N different
 connections have each sent one (at most 20 s, before any message data: a client kept waiting after
-its final dot would rightly send again), so N clients started together really overlap.
+its final dot would rightly send again), so N clients started together really overlap; ``met``
+says whether they did.
 """
 
 from __future__ import annotations
@@ -65,6 +66,7 @@ class _Handler:
         deadline = asyncio.get_running_loop().time() + 20  # within the client's 30 s timeout
         while len(self.sink.peers) < self.sink.meet and asyncio.get_running_loop().time() < deadline:
             await asyncio.sleep(0.01)
+        self.sink.met = self.sink.met or len(self.sink.peers) >= self.sink.meet
         self.sink.meet = 0  # met, or given up on once: later messages are never held
 
 
@@ -116,6 +118,7 @@ class SmtpSink:
         smtputf8: bool = True,
     ) -> None:
         self.meet, self.smtputf8 = meet, smtputf8
+        self.met = False
         self.peers: set[Any] = set()
         self.reject = {a.lower() for a in reject or ()}
         self.flaky, self.drop = flaky, drop

@@ -51,6 +51,14 @@ def test_every_entry_has_the_common_shape(report: dict[str, Any]) -> None:
             assert isinstance(entry["target"], str) and isinstance(entry["target_met"], bool), name
         if "other_cpu_s" in entry:
             assert entry["other_cpu_s"] is None or entry["other_cpu_s"] >= 0, name
+    assert set(report["targets"]) == set(benchmarks)  # every entry run is named in the summary
+    for name, stated in report["targets"].items():
+        entry = benchmarks[name]
+        if "target" in entry:
+            assert stated == {"target": entry["target"], "met": entry["target_met"]}, name
+        else:
+            assert stated["met"] is None and stated["target"], name
+    assert report["all_met"] is all(t["met"] is True for t in report["targets"].values())
 
 
 @pytest.mark.timeout(600)
@@ -100,7 +108,8 @@ def test_send_entry(report: dict[str, Any]) -> None:
     assert entry["unit"] == "messages/s" and n == 300
     assert entry["sent"] == n and entry["failed"] == 0 and entry["deferred"] == 0
     assert entry["statuses"] == {"sent": n}
-    assert entry["sink_messages"] == n and entry["sink_recipients"] == n and entry["sink_connections"] == 1
+    assert entry["sink_messages"] == n and entry["sink_recipients"] == n
+    assert entry["sink_connections"] == entry["connections"] > 1  # the shipped default, each connection reused
     assert entry["commits"] == 2 * n and entry["editions"] == 20
     _positive(entry, "filter_s", "compose_s", "deliver_s", "deliver_smtp_s", "deliver_commits_s", "fsync_ms")
     assert entry["variant"].startswith("as shipped")
@@ -118,6 +127,10 @@ def test_weekly_entry(report: dict[str, Any]) -> None:
     assert entry["breakdown"]["store_posts_load_s"] > 0
     for step in ("collect", "filter", "prepare_editions", "deliver", "send_week"):
         assert entry["steps"][step]["calls"] == 1, step
+    # the old job (bench.baseline.COMMIT) ran on a copy of the same store and sent the same week to everyone
+    assert entry["baseline_sent"] == entry["subscribers"] and entry["baseline"] > 0
+    assert entry["ratio"] == pytest.approx(entry["baseline"] / entry["value"], rel=0.01)
+    assert entry["target_met"] is (entry["peak_mb"] <= 300 and entry["ratio"] >= 3)
 
 
 def test_quality_is_left_out_of_quick_mode_and_skips_without_the_shared_data(

@@ -117,4 +117,59 @@ def test_a_preview_with_nothing_to_show_fails_in_the_one_error_style(
 ) -> None:
     config = str(settings_from(tmp_path, ONE_TOPIC).path)
     assert run_cli("--config", config, "preview") == 1
-    assert capsys.readouterr().err.startswith("error: no posts matched Interoperability in 2026-W48: ")
+    said = capsys.readouterr().err
+    # the edition in progress may only have begun: it says so, and names the last edition to look at instead
+    assert said.startswith("error: no posts match Interoperability in 2026-W48 yet (its period began ")
+    assert said.rstrip().endswith("`digest preview --week 2026-W47` shows the last edition")
+    assert run_cli("--config", config, "preview", "--week", "2026-W47") == 1
+    said = capsys.readouterr().err
+    assert said.startswith("error: no posts matched Interoperability in 2026-W47: an empty week sends nothing ")
+
+
+def _closed_port() -> int:
+    """A port on 127.0.0.1 that nothing listens on (bound, then let go): a connection there is refused."""
+    import socket
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def test_a_run_in_which_every_source_failed_exits_1_so_cron_notices(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    body = CONFIG + f'\n[[sources]]\nfeed = "http://127.0.0.1:{_closed_port()}/feed.xml"\n'
+    config = str(settings_from(tmp_path, body).path)
+    assert run_cli("--config", config, "run", "--quiet") == 1  # `collect` exits 1 alike; `run` exited 0
+    said = capsys.readouterr().err
+    assert said.rstrip().endswith("error: every source that was tried failed (1 source)")
+    assert run_cli("--config", config, "run", "--json") == 1
+    assert json.loads(capsys.readouterr().out)["collect"]["errors"]
+
+
+def test_a_run_with_no_subscribers_says_how_to_see_the_edition_or_add_a_reader(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    config = str(settings_from(tmp_path, CONFIG.split("[[subscribers]]")[0]).path)
+    assert run_cli("--config", config, "run") == 0
+    said = capsys.readouterr().out
+    assert "0 confirmed subscribers" in said
+    assert "no confirmed subscribers, so no edition was sent: `digest preview` shows this week's" in said
+    assert "`digest subscribers add --confirmed EMAIL` adds a reader" in said
+
+
+def test_digest_alone_prints_its_help_not_an_error(capsys: pytest.CaptureFixture[str]) -> None:
+    for argv in ([], ["sources"]):
+        assert run_cli(*argv) == 0
+        shown = capsys.readouterr()
+        assert shown.out.startswith(f"Usage: digest {' '.join(argv)}".rstrip() + " [OPTIONS] COMMAND [ARGS]...")
+        assert "Commands:" in shown.out and "error" not in shown.err.lower() and shown.out.count("Usage:") == 1
+
+
+def test_counts_of_one_are_singular_in_collects_summary(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    body = CONFIG + f'\n[[sources]]\nfeed = "http://127.0.0.1:{_closed_port()}/feed.xml"\n'
+    config = str(settings_from(tmp_path, body).path)
+    assert run_cli("--config", config, "collect") == 1
+    assert "0 new posts from 1 source." in capsys.readouterr().out
+    assert run_cli("--config", config, "check") == 0
+    assert "1 endpoint to fetch" in capsys.readouterr().out

@@ -73,12 +73,16 @@ def seed_posts(settings: Settings, weeks_back: int = 0) -> None:
             store.add_posts("feed:https://posts.example/feed", [post])
 
 
-def smtp_section(port: int, *, tls: str = "none", user: str = "", ca: str = "", rate: int = 100_000) -> str:
+def smtp_section(
+    port: int, *, tls: str = "none", user: str = "", ca: str = "", rate: int = 100_000, connections: int = 0
+) -> str:
     login = f"{user}:${{SMTP_PASSWORD}}@" if user else ""
     lines = [
         f'[mail]\nfrom = "Health IT Weekly <digest@hit.example>"\nsmtp = "smtp://{login}127.0.0.1:{port}"',
         f'tls = "{tls}"\nrate = {rate}',
     ]
+    if connections:
+        lines.append(f"connections = {connections}")
     if ca:
         lines.append(f'ca_file = "{ca}"')
     return "\n".join(lines) + "\n"
@@ -148,10 +152,26 @@ def test_rerun_sends_nothing_twice(tmp_path: Path) -> None:
 def test_starttls_and_auth(tmp_path: Path) -> None:
     sink = SmtpSink(tls=True, auth=("digest", "pa55word"), workdir=tmp_path)
     with sink.running() as port:
-        settings = setup(tmp_path, smtp_section(port, tls="starttls", user="digest", ca=sink.ca_file), PEOPLE)
+        mail = smtp_section(port, tls="starttls", user="digest", ca=sink.ca_file, connections=1)
+        settings = setup(tmp_path, mail, PEOPLE)
         report = send(settings)
     assert sorted(report.sent) == PEOPLE
-    assert sink.logins == ["digest"]
+    assert sink.logins == ["digest"]  # one connection, reused for every message
+
+
+def test_several_connections_at_once_each_reused_and_everyone_mailed_once(tmp_path: Path) -> None:
+    people = [f"reader{i:02d}@example.org" for i in range(30)]
+    sink = SmtpSink(tls=True, auth=("digest", "pa55word"), workdir=tmp_path, meet=3)
+    with sink.running() as port:
+        mail = smtp_section(port, tls="starttls", user="digest", ca=sink.ca_file, connections=3)
+        settings = setup(tmp_path, mail, people)
+        report = send(settings)
+        with Store.open(settings.database_url) as store:
+            statuses = {d.status for d in store.deliveries("2026-W47")}
+    assert sink.met  # three connections were in a transaction at the same moment
+    assert sink.logins == ["digest"] * 3  # each logged in once and reused for its share of the 30
+    assert sink.by_recipient() == dict.fromkeys(people, 1)
+    assert sorted(report.sent) == people and statuses == {"sent"}
 
 
 def test_wrong_password_is_a_clear_error(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:

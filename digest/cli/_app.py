@@ -130,6 +130,9 @@ def main(argv: list[str] | None = None) -> None:
             cli.invoke(ctx)
     except click.exceptions.Exit as exc:
         sys.exit(exc.exit_code)
+    except click.exceptions.NoArgsIsHelpError as exc:  # `digest` or `digest sources` alone: their help, as -h
+        out.print(exc.format_message(), markup=False, highlight=False)
+        sys.exit(EXIT_OK)
     except click.ClickException as exc:
         _show_usage_error(exc)
         if meta.get(_JSON):

@@ -11,7 +11,7 @@ import click
 
 from .. import clock
 from ._app import State, cli
-from ._output import counts_line, err, json_flag, out, print_json
+from ._output import counts_line, err, json_flag, out, plural, print_json
 
 if TYPE_CHECKING:
     from ..config import Settings
@@ -92,7 +92,7 @@ def check(state: State, as_json: bool) -> None:
         return
     out.print(f"{settings.path}: OK")
     described = ", ".join(f"{n} {kind}" for kind, n in sorted(kinds.items())) or "none"
-    out.print(f"  sources:     {sum(kinds.values())} ({described}); {len(jobs)} endpoints to fetch", end="")
+    out.print(f"  sources:     {sum(kinds.values())} ({described}); {plural(len(jobs), 'endpoint')} to fetch", end="")
     out.print(f" ({', '.join(f'{n} {k}' for k, n in sorted(endpoints.items()))})" if jobs else "")
     topics = ", ".join(t.name for t in settings.topics) or "none yet"
     out.print(f"  topics:      {len(settings.topics)} ({topics})")

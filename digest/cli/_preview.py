@@ -50,7 +50,7 @@ def preview(
       digest preview --subscriber reader@example.org --text
     """
     from ..compose import personalize
-    from ..periods import edition_for
+    from ..periods import describe, edition_for
     from ..pipeline import composer_for
     from ..store import Store
     from ..subscribers import preview_topics
@@ -63,9 +63,15 @@ def preview(
         composer = composer_for(settings, store, now=clock.now(), period=period)
     edition = composer.edition(topics)
     if edition is None:
+        if not period.complete:  # the edition in progress, perhaps only just begun
+            last = edition_for(settings, None, clock.now(), complete=True)
+            raise DigestError(
+                f"no posts match {', '.join(topics)} in {composer.week} yet (its period began "
+                f"{describe(settings, period.since)}); `digest preview --week {last.week}` shows the last edition"
+            )
         raise DigestError(
             f"no posts matched {', '.join(topics)} in {composer.week}: an empty week sends nothing "
-            "(set [digest] quiet_week = true for a one-line note)"
+            "(set [digest] quiet_week = true to send a one-line note instead)"
         )
     links = _preview_links(settings)
     edition = personalize(

@@ -82,7 +82,7 @@ def _print_collect_summary(summary: dict[str, Any]) -> None:
         out.print(f"skipped {item['source']}: {item['reason']}", markup=False)
     for item in summary["notes"]:
         out.print(f"note    {item['source']}: {item['note']}", markup=False)
-    out.print(f"{summary['new_posts']} new posts from {summary['sources']} sources.")
+    out.print(f"{plural(summary['new_posts'], 'new post')} from {plural(summary['sources'], 'source')}.")
     if held:
         out.print(held_line(len(summary["held_elsewhere"])), markup=False)
 
@@ -134,6 +134,8 @@ def run(state: State, as_json: bool, quiet: bool) -> None:
 
     Each step is also a command of its own (collect, filter, preview, send).
     Run it from cron or a systemd timer at your send_on time; see the README.
+    Exits 1 when sending stopped, or when every source that was tried failed
+    (the edition is still sent from the posts collected before), so cron notices.
 
     \b
     Examples:
@@ -154,9 +156,9 @@ def run(state: State, as_json: bool, quiet: bool) -> None:
     else:
         if not quiet:
             c = collected
+            answered = plural(c.count("ok") + c.count("not_modified"), "source")
             out.print(
-                f"collected: {c.new_posts} new posts; {c.count('ok') + c.count('not_modified')} sources answered, "
-                f"{c.count('failed')} failed",
+                f"collected: {plural(c.new_posts, 'new post')}; {answered} answered, {c.count('failed')} failed",
                 markup=False,
             )
             if c.count("held_elsewhere"):
@@ -164,7 +166,9 @@ def run(state: State, as_json: bool, quiet: bool) -> None:
         for e in collected.as_dict()["errors"]:
             err.print(f"{e['source']}: {e['error']}", markup=False)
         print_send(report, settings, False, quiet)
-    if report.stopped:
+        if collected.all_failed:
+            err.print(f"error: every source that was tried failed ({plural(collected.count('failed'), 'source')})")
+    if report.stopped or collected.all_failed:
         raise SystemExit(EXIT_FAILED)
 
 
@@ -240,5 +244,11 @@ def print_send(report: SendReport, settings: Settings, as_json: bool, quiet: boo
         out.print(f"  {path} -> {plural(len(people), 'subscriber')}: {shown}", markup=False)
     if report.nothing_to_send:
         out.print(f"nothing this week for {len(report.nothing_to_send)} (their topics had no posts)", markup=False)
+    if not report.recipients and not report.dry_run and not report.stopped:
+        out.print(
+            "no confirmed subscribers, so no edition was sent: `digest preview` shows this week's, and "
+            "`digest subscribers add --confirmed EMAIL` adds a reader",
+            markup=False,
+        )
     if report.via == "outbox" and report.sent and not report.dry_run:
         out.print(f"no [mail] smtp configured: messages written to {settings.outbox_dir / report.week}", markup=False)

@@ -12,7 +12,7 @@ from rich.markup import escape
 
 from .. import clock
 from ._app import State, cli
-from ._output import ago, err, json_flag, new_table, out, print_json
+from ._output import ago, err, json_flag, new_table, out, plural, print_json
 
 
 @cli.group()
@@ -202,7 +202,7 @@ def sources_list(state: State, as_json: bool) -> None:
     if as_json:
         out.print_json(json.dumps([{k: r.as_dict()[k] for k in ("kind", "key", "name", "status")} for r in rows]))
         return
-    table = new_table(title=f"{len(rows)} sources")
+    table = new_table(title=plural(len(rows), "source"))
     for column in ("kind", "key", "name", "status"):
         table.add_column(column, overflow="fold")
     for r in rows:
@@ -233,7 +233,7 @@ def sources_status(state: State, as_json: bool) -> None:
     if as_json:
         out.print_json(json.dumps([r.as_dict() for r in rows]))
         return
-    table = new_table(title=f"{len(rows)} sources")
+    table = new_table(title=plural(len(rows), "source"))
     for column in ("kind", "source", "last fetch", "fails", "last success", "week", "dropped", "hint"):
         table.add_column(column, overflow="fold", justify="right" if column in ("fails", "week", "dropped") else "left")
     colours = {"dead": "red", "failing": "yellow", "noise": "magenta", "quiet": "dim"}

@@ -113,6 +113,11 @@ def _http_url(value: str) -> str:
     parts = urlsplit(value)
     if parts.scheme not in ("http", "https") or not parts.netloc:
         raise ValueError("not an http(s) URL")
+    try:
+        parts.port  # noqa: B018  (urllib checks the port only when it is read)
+    except ValueError:
+        port = parts.netloc.rpartition(":")[2]
+        raise ValueError(f"port {port!r} is not a number from 1 to 65535") from None
     return value
 
 

@@ -75,8 +75,11 @@ def parse(text: str, path: Path | str = DEFAULT_PATH) -> Settings:
     try:
         data = tomllib.loads(text)
     except tomllib.TOMLDecodeError as exc:
-        match = re.search(r"at line (\d+)", str(exc))  # tomllib's text: it has no lineno field before 3.14
-        raise ConfigError(f"{path}:{match.group(1) if match else 1}: invalid TOML: {exc}") from None
+        # tomllib's text: it has no lineno field before 3.14, and says "at end of document" for the last line
+        match = re.search(r"at line (\d+)", str(exc))
+        last = max(len(text.rstrip().splitlines()), 1)
+        line = match.group(1) if match else last if "end of document" in str(exc) else 1
+        raise ConfigError(f"{path}:{line}: invalid TOML: {exc}") from None
     return parse_data(data, text, path)
 
 

@@ -260,6 +260,9 @@ class MailSettings(_Model):
     )
     outbox: str = Field("outbox/", description="Folder for .eml files when no SMTP server is set.")
     rate: float = Field(10.0, gt=0, description="Messages per second at most.")
+    connections: int = Field(
+        4, ge=1, le=50, description="SMTP connections to the server used at once (one message on each)."
+    )
     ca_file: str | None = Field(None, description="A CA certificate to trust for the SMTP server (a private relay).")
     bounce_limit: int = Field(3, ge=1, description="Hard bounces after which an address is marked bouncing.")
     uncertain: Literal["resend", "skip"] = Field(

@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Callable, Collection, Sequence
 from dataclasses import asdict
 from datetime import datetime, timedelta
@@ -42,10 +43,12 @@ class DeliveryLog:
 
     Durable changes go through a connection with ``synchronous=FULL`` (on SQLite: they survive a power
     loss once recorded); the others through one with ``NORMAL``, which survives a crash but may roll
-    back on power loss."""
+    back on power loss. Safe to use from several threads (one message on each SMTP connection): each
+    change holds the log's lock while it runs."""
 
     def __init__(self, engine: Engine, owner: str = "") -> None:
         self.engine, self.owner = engine, owner
+        self._lock = threading.Lock()
         self.durable, self.fast = engine.connect(), engine.connect()
         if engine.dialect.name == "sqlite":
             self.durable.exec_driver_sql("PRAGMA synchronous=FULL")
@@ -62,7 +65,8 @@ class DeliveryLog:
         took it over): the caller must not hand the message over.
         """
         try:
-            return self._mark(delivery, status, now, durable, values)
+            with self._lock:
+                return self._mark(delivery, status, now, durable, values)
         except sa.exc.SQLAlchemyError as exc:
             raise store_error(self.engine, "record a delivery", exc) from exc
 
@@ -150,8 +154,23 @@ class DeliveryRecords(Records):
             .where(deliveries.c.week == week, deliveries.c.status.in_(_UNFINISHED))
             .order_by(deliveries.c.email)
         )
+        # Rows free by their columns alone first, a few batches' worth: reading every open row for each
+        # batch made a week of 10,000 deliveries read 2.5 million rows. Only when those run short are all
+        # open rows read, to find the ones whose holder is gone.
+        plainly_free = open_rows.where(
+            sa.or_(
+                deliveries.c.status == "queued",
+                deliveries.c.owner == "",
+                deliveries.c.lease_until.is_(None),
+                deliveries.c.lease_until <= now,
+            )
+        )
         with self.engine.connect() as conn:
-            rows = conn.execute(open_rows).all()
+            rows = conn.execute(plainly_free.limit(limit * 4)).all()
+            if only is not None:
+                rows = [r for r in rows if r.email in only]
+            if len(rows) < limit:
+                rows = conn.execute(open_rows).all()
         verdicts: dict[str, bool] = {}
 
         def free(row: Any) -> bool:

@@ -213,7 +213,7 @@ def test_cli_table_summary(tmp_path: Path, http_server: TestServer, capsys: pyte
     path.write_text(feeds_config(good), encoding="utf-8")
     assert run_cli("--config", str(path), "collect") == 0
     out = capsys.readouterr().out
-    assert "feed" in out and "4 new posts from 1 sources." in out
+    assert "feed" in out and "4 new posts from 1 source." in out
 
 
 def test_a_store_that_fails_stops_the_run_with_one_error(

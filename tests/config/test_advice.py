@@ -28,6 +28,9 @@ from = "Health IT weekly <digest@health.example>"
 public_url = "https://digest.health.example"
 secret = "${DIGEST_TEST_SECRET}"
 
+[[sources]]
+feed = "https://news.health.example/feed.xml"
+
 [[topics]]
 name = "Health IT"
 keywords = ["EHR"]
@@ -78,12 +81,14 @@ def test_topics_that_can_never_match_are_named_with_their_lines(tmp_path: Path) 
 
 
 def test_unreachable_preference_links_and_the_default_from_address(tmp_path: Path) -> None:
-    settings = settings_from(tmp_path, '[[topics]]\nname = "Health IT"\nkeywords = ["EHR"]\n')
+    follows = '[[sources]]\nfeed = "https://news.health.example/feed.xml"\n'
+    settings = settings_from(tmp_path, follows + '[[topics]]\nname = "Health IT"\nkeywords = ["EHR"]\n')
     found = warnings(settings)
     assert [line.split(": ", 2)[1] for line in found] == ["mail.from", "subscription.public_url"]
     assert all(line.startswith(f"{settings.path}: ") for line in found)  # neither key is written: no line
     assert "'digest <digest@localhost>'" in found[0] and "mails to digest@localhost" in found[1]
-    replies = settings_from(tmp_path, '[mail]\nfrom = "a <a@health.example>"\nreply_to = "curator@health.example"\n')
+    mail = '[mail]\nfrom = "a <a@health.example>"\nreply_to = "curator@health.example"\n'
+    replies = settings_from(tmp_path, mail + follows + '[[topics]]\nname = "Health IT"\nkeywords = ["EHR"]\n')
     (only,) = warnings(replies)
     assert "mails to curator@health.example that someone must act on" in only
 
@@ -105,3 +110,13 @@ def test_check_prints_warnings_on_stderr_and_in_json_and_still_exits_0(
     report = json.loads(capsys.readouterr().out)
     assert report["ok"] is True and len(report["warnings"]) == 3
     assert report["warnings"][2].endswith("merge them or rename one")
+
+
+def test_a_file_with_nothing_to_collect_or_keep_is_warned_about(tmp_path: Path) -> None:
+    settings = settings_from(tmp_path, GOOD.split("[[sources]]")[0])
+    found = [line for line in warnings(settings) if line.split(": ")[1] in ("sources", "topics")]
+    assert found == [
+        f"{settings.path}: sources: none, so there is nothing to collect: `digest sources add URL` adds one",
+        f"{settings.path}: topics: none, so the filter has nothing to keep and `digest filter`, `preview` and "
+        "`run` refuse to start: add a [[topics]] with a name and keywords = [...]",
+    ]

@@ -71,6 +71,9 @@ def test_defaults_make_an_empty_file_valid() -> None:
         ),
         ('[bluesky]\nhandle = "a.bsky.social"\napp_password = "abcd"\n', "feeds.toml:3: bluesky.app_password: secrets"),
         ("[digest\n", "feeds.toml:1: invalid TOML"),
+        # tomllib says "at end of document" for a value left open on the last line: that line, not line 1
+        ('[digest]\ntitle = "x"\n\n[[topics]]\nname = "a"\nkeywords = ["a", \n', "feeds.toml:6: invalid TOML"),
+        ('[[sources]]\nfeed = "http://127.0.0.1:99999/x"\n', "feeds.toml:2: sources[1].feed: port '99999' is not a"),
         (
             '[[topics]]\nname = "A"\n\n[[subscribers]]\nemail = "r@example.org"\ntopics = ["B"]\n',
             "feeds.toml:6: subscribers[1].topics: unknown topic 'B'",
