@@ -4,7 +4,6 @@ and every bad input we could think of. A GET never changes state; a POST acts on
 from __future__ import annotations
 
 import re
-import time
 import xml.etree.ElementTree as ET
 from collections.abc import Iterator
 from datetime import timedelta
@@ -13,9 +12,9 @@ from pathlib import Path
 import pytest
 import sqlalchemy as sa
 from helpers import LAST_SEND, NOW, make_post
-from itsdangerous.timed import TimestampSigner
 from webclient import CONFIG, PUBLIC, SECRET, Site, forms, inputs_and_labels, link_in, make_site
 
+from digest import clock
 from digest.models import Recipient
 from digest.pipeline import send_week
 from digest.store import suppressions
@@ -60,13 +59,10 @@ def state(site: Site) -> tuple[list[Recipient], list[str]]:
 
 
 def aged(purpose: str, address: str, seconds: int) -> str:
-    """A token signed ``seconds`` ago."""
-    original = TimestampSigner.get_timestamp
-    TimestampSigner.get_timestamp = lambda self: int(time.time()) - seconds  # type: ignore[method-assign]
-    try:
+    """A token signed ``seconds`` before NOW (tokens read the clock seam, as every timestamp does)."""
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv(clock.ENV, (NOW - timedelta(seconds=seconds)).isoformat())
         return make_token(SECRET, purpose, address)
-    finally:
-        TimestampSigner.get_timestamp = original  # type: ignore[method-assign]
 
 
 # -- the subscribe page ---------------------------------------------------------------------------
