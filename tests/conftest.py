@@ -95,8 +95,9 @@ def store_url(new_store_url: Callable[[], str]) -> str:
     return new_store_url()
 
 
-# The slow ones (real processes racing, attacks, sweeps, the benchmarks): `pytest -m "not slow"` is the fast
-# loop for a developer; CI runs everything.
+# The slow ones (real processes racing, attacks, sweeps, the benchmarks, and the tests of 2.5 s or more that
+# start several real processes or inflate a GiB): `pytest -m "not slow"` is the fast loop for a developer
+# (under 90 s on 2 cores); CI runs everything.
 _SLOW_MODULES = {
     "test_bench.py",
     "test_send_concurrency.py",
@@ -116,6 +117,14 @@ _SLOW_TESTS = {
     "test_killed_mid_batch_then_rerun_misses_nobody_and_names_every_duplicate",
     "test_two_schedules_on_one_database_send_the_week_once_and_collect_once",
     "test_dev_csv_holds_across_week_sizes_and_topic_shares",
+    # 2.5-4 s each on 2 cores (--durations, 2026-12-02): several real processes, or a GiB inflated
+    "test_gzip_bomb_is_a_valid_gzip_member",
+    "test_verbose_logs_each_source_on_stderr",
+    "test_preview_open_with_no_browser_says_so",
+    "test_adding_a_source_keeps_every_other_byte_and_reads_back",
+    "test_a_database_corrupted_while_a_collect_runs_is_one_line",
+    "test_each_claim_reads_a_window_of_the_sources_left_not_all_of_them",
+    "test_commands_that_fetch_nothing_never_load_the_network_stack",
 }
 
 

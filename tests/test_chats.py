@@ -593,7 +593,7 @@ def test_the_recap_comes_after_the_topics_for_every_reader_and_is_not_repeated()
     text = composer.edition([FHIR]).text  # type: ignore[union-attr]
     assert text.index("T1: What keeps patients") < text.index("A1: Logins.") < text.index("T2: Should portals")
     html = composer.edition([FHIR]).html  # type: ignore[union-attr]
-    assert "#HITsm chat</span>\xa0(5)" in html  # in the contents line
+    assert "#HITsm chat</span>\xa0(5 questions)" in html  # in the contents line
 
 
 def test_a_week_with_only_a_chat_is_not_quiet() -> None:

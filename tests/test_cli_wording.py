@@ -173,3 +173,13 @@ def test_counts_of_one_are_singular_in_collects_summary(tmp_path: Path, capsys: 
     assert "0 new posts from 1 source." in capsys.readouterr().out
     assert run_cli("--config", config, "check") == 0
     assert "1 endpoint to fetch" in capsys.readouterr().out
+
+
+def test_a_global_option_after_the_command_says_where_it_goes(capsys: pytest.CaptureFixture[str]) -> None:
+    assert run_cli("sources", "list", "--config", "other.toml") == 2
+    last = capsys.readouterr().err.splitlines()[-1]
+    assert (
+        last == "error: No such option '--config'. (--config goes before the command: digest --config ... sources list)"
+    )
+    assert run_cli("check", "--bogus") == 2
+    assert "goes before the command" not in capsys.readouterr().err  # only the root's own options

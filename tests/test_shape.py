@@ -53,3 +53,13 @@ def test_the_scan_measures_classes_as_written(tmp_path: Path) -> None:
     body = "\n".join(f"    x{i} = {i}" for i in range(3))
     module.write_text(f"@dataclass\nclass Outer:\n    class Inner:\n{body.replace('    ', '        ')}\n{body}\n")
     assert dict(_classes(module)) == {"Outer": 9, "Inner": 4}
+
+
+def test_every_test_named_slow_exists() -> None:
+    """conftest marks slow tests by name: a renamed one would fall back into the fast loop unnoticed."""
+    from conftest import _SLOW_MODULES, _SLOW_TESTS
+
+    tests = PACKAGE.parent / "tests"
+    sources = "\n".join(p.read_text(encoding="utf-8") for p in tests.rglob("test_*.py"))
+    assert sorted(n for n in _SLOW_TESTS if f"def {n}(" not in sources) == []
+    assert sorted(m for m in _SLOW_MODULES if not list(tests.rglob(m))) == []

@@ -38,6 +38,7 @@ class _Group(click.Group):
 
 
 _JSON = "digest.json"
+_GLOBAL_OPTIONS = ("--config", "--verbose", "-v")  # the root command's, which a subcommand does not take
 _COMPLETE = "_DIGEST_COMPLETE"  # click's shell completion variable for a program called digest
 
 
@@ -158,7 +159,11 @@ def _show_usage_error(exc: click.ClickException) -> None:
     if ctx is not None:
         err.print(ctx.get_usage(), markup=False)
         err.print(f"Try '{ctx.command_path} {ctx.help_option_names[0]}' for help.\n", markup=False)
-    err.print(f"error: {exc.format_message()}", markup=False)
+    message = exc.format_message()
+    if isinstance(exc, click.NoSuchOption) and exc.option_name in _GLOBAL_OPTIONS and ctx is not None:
+        command = ctx.command_path.partition(" ")[2]  # `digest check --config x`: given after the command
+        message += f" ({exc.option_name} goes before the command: digest {exc.option_name} ... {command})"
+    err.print(f"error: {message}", markup=False)
 
 
 def _failure(exc: Exception) -> tuple[list[str], int]:

@@ -10,8 +10,9 @@ from typing import TYPE_CHECKING, Any
 import click
 
 from .. import clock
+from ..wording import plural
 from ._app import State, cli
-from ._output import counts_line, err, json_flag, out, plural, print_json
+from ._output import counts_line, err, json_flag, out, print_json
 
 if TYPE_CHECKING:
     from ..config import Settings

@@ -1,5 +1,5 @@
 """What the commands share for output: the two consoles, ``--json``, progress bars and spinners,
-and the small words (plurals, "3h ago") their lines use."""
+and the small words ("3h ago") their lines use; counts in words are `digest.wording`."""
 
 from __future__ import annotations
 
@@ -86,11 +86,6 @@ def open_in_browser(path: Path) -> None:
     """Open a file in the web browser, or say that none was found (a server, a container, ssh)."""
     if not webbrowser.open(path.as_uri()):
         err.print(f"no web browser found to open it; open {path} yourself", markup=False)
-
-
-def plural(count: int, word: str) -> str:
-    """``1 subscriber``, ``2 subscribers``."""
-    return f"{count:,} {word}{'' if count == 1 else 's'}"
 
 
 def counts_line(counts: dict[str, int]) -> str:

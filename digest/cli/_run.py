@@ -10,8 +10,9 @@ from typing import TYPE_CHECKING, Any
 import click
 
 from .. import clock
+from ..wording import plural
 from ._app import EXIT_FAILED, State, cli
-from ._output import bar, collect_bar, err, new_table, out, plural
+from ._output import bar, collect_bar, err, new_table, out
 
 if TYPE_CHECKING:
     from ..collect import SourceResult

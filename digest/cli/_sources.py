@@ -11,8 +11,9 @@ import click
 from rich.markup import escape
 
 from .. import clock
+from ..wording import plural
 from ._app import State, cli
-from ._output import ago, err, json_flag, new_table, out, plural, print_json
+from ._output import ago, err, json_flag, new_table, out, print_json
 
 
 @cli.group()
@@ -206,7 +207,7 @@ def sources_list(state: State, as_json: bool) -> None:
     for column in ("kind", "key", "name", "status"):
         table.add_column(column, overflow="fold")
     for r in rows:
-        table.add_row(r.kind, r.key, r.name, r.status)
+        table.add_row(r.kind, r.key, r.name, r.status.replace("_", " "))
     out.print(table)
 
 
@@ -242,7 +243,7 @@ def sources_status(state: State, as_json: bool) -> None:
         table.add_row(
             r.kind,
             escape(r.name or r.key.split(":", 1)[1]),
-            f"{r.status} {ago(r.last_attempt, now)}".strip(),
+            f"{r.status.replace('_', ' ')} {ago(r.last_attempt, now)}".strip(),
             str(r.failures),
             ago(r.last_success, now) or "never",
             str(r.posts_week),

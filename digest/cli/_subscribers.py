@@ -8,8 +8,9 @@ import click
 
 from .. import clock
 from ..errors import UsageError
+from ..wording import plural
 from ._app import State, cli
-from ._output import counts_line, err, json_flag, new_table, out, plural, print_json
+from ._output import counts_line, err, json_flag, new_table, out, print_json
 
 
 @cli.group()

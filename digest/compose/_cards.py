@@ -17,9 +17,10 @@ from markupsafe import Markup
 from ..clean import clean_html, is_tracker, safe_url, text_to_html
 from ..models import Post, Publication
 from ..rank import Story, account_key
+from ..wording import plural
 from ._labels import _time_label, _zone
 from ._render import environment
-from ._views import Card, ChatQuestionView, ChatView, Image, _plural
+from ._views import Card, ChatQuestionView, ChatView, Image
 
 if TYPE_CHECKING:
     from ..chats import Recap
@@ -159,7 +160,7 @@ def _host(url: str) -> str:
 def _engagement(post: Post) -> tuple[str, ...]:
     counts = post.engagement
     parts = [(counts.likes, "like"), (counts.boosts, "boost"), (counts.replies, "reply")]
-    return tuple(_plural(n, w).replace("replys", "replies") for n, w in parts if n)
+    return tuple(plural(n, w).replace("replys", "replies") for n, w in parts if n)
 
 
 def _excerpt(text: str, limit: int) -> str:

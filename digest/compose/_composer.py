@@ -17,6 +17,7 @@ from ..errors import DigestError
 from ..models import Edition, Post, Publication
 from ..periods import week_bounds
 from ..rank import MIN_SHARERS, SharedLink, Story, dedupe, link_accounts, rank_section, score, shared_links, shares_of
+from ..wording import plural
 from ._cards import Names, _chat_view, _make_card
 from ._labels import _period_label, _zone, edition_path, selection, zone_label
 from ._render import PLACEHOLDERS, _Slot, _template_line, environment, inline_css
@@ -291,9 +292,11 @@ def _kept_topics(story: Story, kept: Mapping[str, Mapping[str, float]]) -> dict[
 
 def _contents(
     sections: Sequence[Section], shared: Sequence[LinkView], chats: Sequence[ChatView] = ()
-) -> list[tuple[str, int]]:
-    """The "In this edition" line: each section with posts, the chat recaps (their questions), then the
-    shared links, with their counts."""
-    entries = [(section.topic, len(section.cards)) for section in sections if section.cards]
-    entries += [(f"#{chat.hashtag} chat", len(chat.questions) or len(chat.other)) for chat in chats]
-    return entries + ([("Most shared links", len(shared))] if shared else [])
+) -> list[tuple[str, str]]:
+    """The "In this edition" line: each section with the number of posts it shows, the chat recaps with
+    their questions counted as such (the summary counts the recap's posts), then the shared links."""
+    entries = [(section.topic, str(len(section.cards))) for section in sections if section.cards]
+    for chat in chats:
+        asked = len(chat.questions)
+        entries.append((f"#{chat.hashtag} chat", plural(asked, "question") if asked else str(len(chat.other))))
+    return entries + ([("Most shared links", str(len(shared)))] if shared else [])

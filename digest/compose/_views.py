@@ -9,6 +9,8 @@ from dataclasses import dataclass
 
 from markupsafe import Markup
 
+from ..wording import plural
+
 
 @dataclass(frozen=True, slots=True)
 class Image:
@@ -69,8 +71,8 @@ class Section:
         if not self.cards:
             return "Nothing new on this topic this week"
         if self.total > len(self.cards):
-            return f"The top {len(self.cards)} of {_plural(self.total, 'post')} this week"
-        return f"{_plural(self.total, 'post')} this week"
+            return f"The top {len(self.cards)} of {plural(self.total, 'post')} this week"
+        return f"{plural(self.total, 'post')} this week"
 
 
 @dataclass(frozen=True, slots=True)
@@ -110,9 +112,9 @@ class ChatView:
 
     @property
     def note(self) -> str:
-        parts = [self.when, _plural(self.participants, "participant")]
+        parts = [self.when, plural(self.participants, "participant")]
         if self.questions:
-            parts.append(_plural(len(self.questions), "question"))
+            parts.append(plural(len(self.questions), "question"))
         return " · ".join(parts)
 
 
@@ -153,8 +155,4 @@ class Counts:
             parts.append(f"{self.in_chats:,} in the chat recap")
         if self.left_out:
             parts.append(f"{self.left_out:,} off-topic left out")
-        return f"{_plural(self.read, 'post')} read from {_plural(self.sources, 'source')}: {', '.join(parts)}."
-
-
-def _plural(count: int, word: str) -> str:
-    return f"{count:,} {word}{'' if count == 1 else 's'}"
+        return f"{plural(self.read, 'post')} read from {plural(self.sources, 'source')}: {', '.join(parts)}."

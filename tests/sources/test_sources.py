@@ -594,7 +594,8 @@ def fill_store(path: Path) -> config.Settings:
         tag_posts = [make_post(f"https://social.example/@x/{i}", source=tag) for i in range(4)]
         old_post = make_post("https://quiet.example/p/old", source=quiet, published=NOW - timedelta(days=45))
         store.add_posts(noisy, noisy_posts, SourceState(noisy, "feed", "https://noisy.example/feed", **ok))
-        store.add_posts(tag, tag_posts, SourceState(tag, "hashtag", "https://social.example/tags/FHIR", **ok))
+        unchanged = {**ok, "status": "not_modified"}  # its last fetch answered 304
+        store.add_posts(tag, tag_posts, SourceState(tag, "hashtag", "https://social.example/tags/FHIR", **unchanged))
         store.add_posts(quiet, [old_post], SourceState(quiet, "feed", "https://quiet.example/feed", **ok))
         store.save_source_state(
             SourceState(gone, "feed", "https://gone.example/feed", status="dead", failures=1,
@@ -659,6 +660,7 @@ def test_status_and_list_commands(tmp_path: Path, capsys: pytest.CaptureFixture[
     assert run_cli("--config", str(path), "sources", "status") == 0
     table = capsys.readouterr().out
     assert "mostly noise" in table and "resting until" in table and "1 noise" in table
+    assert "modified" in table and "not_modified" not in table  # in words (which rich wraps between words)
 
     assert run_cli("--config", str(path), "sources", "list", "--json") == 0
     listed = json.loads(capsys.readouterr().out)

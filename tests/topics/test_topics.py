@@ -402,3 +402,17 @@ def test_the_two_groups_cut_falls_between_them() -> None:
     values = np.r_[np.random.default_rng(0).normal(-2, 0.5, 800), np.random.default_rng(1).normal(3, 0.5, 200)]
     assert -1.0 < _two_groups_cut(values) < 2.0
     assert _two_groups_cut(values) == _two_groups_cut(values[::-1])  # the order of the posts never matters
+
+
+def test_counting_terms_a_few_thousand_posts_at_a_time_gives_the_one_pass_counts(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from digest.topics import _batch
+
+    docs = [f"fhir {i % 7} hl7 word{i % 13} " * (1 + i % 3) for i in range(2_500)] + ["", "lone"]
+    monkeypatch.setattr(_batch, "_COUNT_CHUNK", 10**9)  # one pass over all the words
+    terms, counts = _batch._count_terms(docs)
+    for chunk in (1, 7, 1_000):  # a chunk boundary inside the batch, at every post, and none
+        monkeypatch.setattr(_batch, "_COUNT_CHUNK", chunk)
+        chunked_terms, chunked = _batch._count_terms(docs)
+        assert chunked_terms == terms and chunked.shape == counts.shape and (chunked != counts).nnz == 0

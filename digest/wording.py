@@ -1,0 +1,10 @@
+"""How a count reads in words, the same in the terminal and in an edition: ``1 source``, ``2 sources``."""
+
+from __future__ import annotations
+
+__all__ = ["plural"]
+
+
+def plural(count: int, word: str) -> str:
+    """``1 subscriber``, ``2 subscribers``, ``1,200 posts``."""
+    return f"{count:,} {word}{'' if count == 1 else 's'}"
