@@ -20,7 +20,7 @@ __all__ = ["accept", "accept_agreed", "feedback", "taught_topics", "touching"]
 
 
 def _accepted(store: Store) -> dict[tuple[str, str], bool]:
-    return {(e["topic"], e["post_id"]): bool(e["label"]) for e in store.examples()}
+    return {(e.topic, e.post_id): e.label for e in store.examples()}
 
 
 def taught_topics(settings: Settings, store: Store) -> tuple[tuple[TopicSpec, ...], NoiseProfile]:
@@ -29,7 +29,7 @@ def taught_topics(settings: Settings, store: Store) -> tuple[tuple[TopicSpec, ..
     from .pipeline import noise_profile
     from .topics import Example, with_examples
 
-    accepted = [Example(e["text"], e["topic"], bool(e["label"])) for e in store.examples()]
+    accepted = [Example(e.text, e.topic, e.label) for e in store.examples()]
     return with_examples(settings.topics, noise_profile(settings), accepted)
 
 
@@ -83,18 +83,16 @@ def touching(settings: Settings, store: Store, post: Post) -> dict[str, object]:
     on_it = [t for t in feedback(settings, store) if t.post_id == post.id]
     examples = store.examples()
     as_signals = [
-        Signal("", e["post_id"], e["topic"], "more" if e["label"] else "less", e["text"], "", e["accepted_at"])
+        Signal("", e.post_id, e.topic, "more" if e.label else "less", e.text, "", e.accepted_at)
         for e in examples
-        if e["post_id"] != post.id
+        if e.post_id != post.id
     ]
     likeness = Likeness([post], account_key)
     like = [s for s, ids in zip(as_signals, likeness.like(as_signals), strict=True) if post.id in ids]
     return {
         "signals": [{"topic": t.topic, "not_for_me": t.less, "more_like_this": t.more} for t in on_it],
         "accepted": [
-            {"topic": e["topic"], "label": bool(e["label"]), "origin": e["origin"]}
-            for e in examples
-            if e["post_id"] == post.id
+            {"topic": e.topic, "label": e.label, "origin": e.origin} for e in examples if e.post_id == post.id
         ],
         "like_examples": [{"post": s.post_id, "topic": s.topic, "label": s.kind == "more"} for s in like],
     }

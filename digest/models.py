@@ -10,17 +10,20 @@ import json
 from collections.abc import Iterable
 from dataclasses import asdict, dataclass, field
 from datetime import datetime
-from typing import Literal
+from typing import Literal, NamedTuple
 
 from .textnorm import strip_invisible
 
 __all__ = [
+    "AcceptedExample",
     "Author",
     "Decision",
     "Delivery",
     "DeliveryStatus",
+    "Document",
     "Edition",
     "Engagement",
+    "ExampleOrigin",
     "Job",
     "JobStatus",
     "Media",
@@ -43,6 +46,15 @@ SubscriberOrigin = Literal["config", "web", "cli", "import"]
 # A delivery's way: queued, claimed by a run (sending), handed to the server, accepted, refused.
 DeliveryStatus = Literal["queued", "sending", "handed_over", "sent", "failed"]
 JobStatus = Literal["running", "done", "failed"]  # a scheduled job's claim: held, finished, to be retried
+ExampleOrigin = Literal["curator", "readers"]  # accepted by `digest topics feedback --accept`, or automatically
+
+
+class Document(NamedTuple):
+    """What the topic filter reads of a stored post: its id and `Post.document()` (a tuple, so a week's
+    100,000 of them cost little)."""
+
+    id: str
+    text: str
 
 
 @dataclass(frozen=True, slots=True)
@@ -244,3 +256,15 @@ class Job:
     detail: str  # a one-line summary, or the error
     started_at: datetime
     updated_at: datetime  # the lease: a running job renews it
+
+
+@dataclass(frozen=True, slots=True)
+class AcceptedExample:
+    """A readers' signal a topic accepted as a labelled example: the post's text, for the topic or against it."""
+
+    topic: str
+    post_id: str
+    text: str
+    label: bool  # True: about the topic; False: not
+    origin: ExampleOrigin
+    accepted_at: datetime

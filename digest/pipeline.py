@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING
 
 from .config import Settings
 from .errors import DigestError
-from .models import Edition, Post, Publication, Recipient
+from .models import Document, Edition, Post, Publication, Recipient
 from .periods import Period, edition_for, in_progress, last_completed
 from .store import FilterRun, Store
 
@@ -155,8 +155,8 @@ def explain_post(settings: Settings, store: Store, id_or_url: str, top: int = 8)
     return post, fitted.explain([p.id for p in batch].index(post.id), top)
 
 
-def _unzip(pairs: list[tuple[str, str]]) -> tuple[list[str], list[str]]:
-    return [a for a, _ in pairs], [b for _, b in pairs]
+def _unzip(documents: list[Document]) -> tuple[list[str], list[str]]:
+    return [d.id for d in documents], [d.text for d in documents]
 
 
 def _span(period: Period) -> tuple[datetime, datetime]:

@@ -10,7 +10,7 @@ from typing import Any
 import sqlalchemy as sa
 
 from .. import clock
-from ..models import Author, Engagement, Media, Post, SourceState, document_of
+from ..models import Author, Document, Engagement, Media, Post, SourceState, document_of
 from ..textnorm import strip_invisible
 from ._engine import Records, guarded, retried
 from ._schema import post_links, post_sources, posts, sources
@@ -116,14 +116,14 @@ class PostRecords(Records):
             return [_row_post(row, authors) for row in conn.execute(_window(sa.select(*POST_COLUMNS), since, until))]
 
     @guarded("read posts' documents")
-    def documents(self, since: datetime | None = None, until: datetime | None = None) -> list[tuple[str, str]]:
+    def documents(self, since: datetime | None = None, until: datetime | None = None) -> list[Document]:
         """``(id, Post.document())`` of the posts `posts` returns, in its order: what the topic filter reads,
         without building the posts (their HTML, links and authors stay in the store)."""
         columns = (posts.c.id, posts.c.title, posts.c.text, posts.c.tags, posts.c.media)
         query = _window(sa.select(*columns), since, until)
         with self.engine.connect() as conn:
             return [
-                (
+                Document(
                     pid,
                     document_of(
                         strip_invisible(title) if title else title,

@@ -9,10 +9,22 @@ from __future__ import annotations
 
 from collections.abc import Callable, Collection, Iterable, Sequence
 from datetime import datetime, timedelta
-from typing import Any, Protocol
+from typing import Protocol
 
 from ..feedback import Signal
-from ..models import Decision, Delivery, DeliveryStatus, Edition, Job, JobStatus, Post, Recipient, SourceState
+from ..models import (
+    AcceptedExample,
+    Decision,
+    Delivery,
+    DeliveryStatus,
+    Document,
+    Edition,
+    Job,
+    JobStatus,
+    Post,
+    Recipient,
+    SourceState,
+)
 from . import leases
 from ._decisions import FilterRun
 from ._deliveries import DeliveryLog
@@ -94,7 +106,7 @@ class PostStore(Protocol):
         """Posts published in ``[since, until)``, oldest first."""
         ...
 
-    def documents(self, since: datetime | None = None, until: datetime | None = None) -> list[tuple[str, str]]:
+    def documents(self, since: datetime | None = None, until: datetime | None = None) -> list[Document]:
         """``(id, Post.document())`` of the posts `posts` returns, in its order, without building them."""
         ...
 
@@ -290,7 +302,7 @@ class SignalStore(Protocol):
         post again replaces its label."""
         ...
 
-    def examples(self) -> list[dict[str, Any]]:
+    def examples(self) -> list[AcceptedExample]:
         """Every accepted example: topic, post_id, text, label, origin, accepted_at."""
         ...
 

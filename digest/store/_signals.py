@@ -4,11 +4,11 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from datetime import datetime
-from typing import Any
 
 import sqlalchemy as sa
 
 from ..feedback import Signal
+from ..models import AcceptedExample
 from ._engine import Records, guarded
 from ._schema import examples, signals
 from ._sql import insert_new
@@ -67,7 +67,7 @@ class SignalRecords(Records):
             insert_new(conn, examples, rows)
 
     @guarded("read accepted examples")
-    def examples(self) -> list[dict[str, Any]]:
+    def examples(self) -> list[AcceptedExample]:
         with self.engine.connect() as conn:
             rows = conn.execute(sa.select(examples).order_by(examples.c.topic, examples.c.accepted_at))
-            return [r._asdict() for r in rows]
+            return [AcceptedExample(**r._asdict()) for r in rows]

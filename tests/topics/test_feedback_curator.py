@@ -67,7 +67,7 @@ def test_auto_accept_after_n_distinct_readers_agree(tmp_path: Path) -> None:
     press(store, READERS[1], post_id, "more")
     run_filter(settings, store, now=NOW)  # the weekly job's filter step accepts, then fits with it
     [example] = store.examples()
-    assert (example["post_id"], example["label"], example["origin"]) == (post_id, True, "readers")
+    assert (example.post_id, example.label, example.origin) == (post_id, True, "readers")
 
 
 def test_readers_who_disagree_are_not_accepted_automatically(tmp_path: Path) -> None:
@@ -191,7 +191,7 @@ def test_signals_and_examples_on_sqlite_and_postgresql(store_url: str) -> None:
         assert store.undo_signal(READERS[1], "a" * 16, "Interoperability") is False
         store.accept_examples([("Interoperability", "a" * 16, "text", True)], "curator", NOW)
         store.accept_examples([("Interoperability", "a" * 16, "text", False)], "curator", NOW)
-        assert [(e["post_id"], e["label"]) for e in store.examples()] == [("a" * 16, False)]
+        assert [(e.post_id, e.label) for e in store.examples()] == [("a" * 16, False)]
         press(store, READERS[1], "a" * 16, "more")
         store.unsubscribe(READERS[0], NOW)
         assert sorted(s.email for s in store.signals()) == ["", READERS[1]]
