@@ -28,6 +28,7 @@ from tenacity.stop import stop_base
 from .. import clock
 from ..config import CollectSettings
 from ..errors import REMOVE_IT, FetchError, PermanentFetchError, TransientFetchError, one_line
+from ..wording import plural
 
 __all__ = ["FetchResult", "Fetcher", "default_user_agent"]
 
@@ -206,7 +207,7 @@ class Fetcher:
             except TimeoutError:
                 raise TransientFetchError(
                     f"timed out after {self.settings.total_timeout:g} s in all (total_timeout, "
-                    f"{budget.tries} {'try' if budget.tries == 1 else 'tries'})"
+                    f"{plural(budget.tries, 'try', 'tries')})"
                 ) from None
             except httpx.TransportError as exc:
                 if isinstance(exc.__cause__, aiohttp.ClientError):

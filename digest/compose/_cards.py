@@ -159,8 +159,8 @@ def _host(url: str) -> str:
 
 def _engagement(post: Post) -> tuple[str, ...]:
     counts = post.engagement
-    parts = [(counts.likes, "like"), (counts.boosts, "boost"), (counts.replies, "reply")]
-    return tuple(plural(n, w).replace("replys", "replies") for n, w in parts if n)
+    parts = [(counts.likes, "like", ""), (counts.boosts, "boost", ""), (counts.replies, "reply", "replies")]
+    return tuple(plural(n, one, many) for n, one, many in parts if n)
 
 
 def _excerpt(text: str, limit: int) -> str:
