@@ -82,10 +82,7 @@ def collect_job(settings: Settings, store: Store, now: datetime) -> tuple[bool, 
 
 
 def _collected_line(report: CollectReport) -> str:
-    line = (
-        f"{report.new_posts} new posts; {report.count('ok') + report.count('not_modified')} sources answered, "
-        f"{report.count('failed')} failed"
-    )
+    line = report.line()
     if report.count("held_elsewhere"):
         line += f", {report.count('held_elsewhere')} held by other runs"
     return line

@@ -156,14 +156,9 @@ def run(state: State, as_json: bool, quiet: bool) -> None:
         out.print_json(json.dumps({"collect": collected.as_dict(), "send": report.as_dict()}))
     else:
         if not quiet:
-            c = collected
-            answered = plural(c.count("ok") + c.count("not_modified"), "source")
-            out.print(
-                f"collected: {plural(c.new_posts, 'new post')}; {answered} answered, {c.count('failed')} failed",
-                markup=False,
-            )
-            if c.count("held_elsewhere"):
-                out.print(held_line(c.count("held_elsewhere")), markup=False)
+            out.print(f"collected: {collected.line()}", markup=False)
+            if collected.count("held_elsewhere"):
+                out.print(held_line(collected.count("held_elsewhere")), markup=False)
         for e in collected.as_dict()["errors"]:
             err.print(f"{e['source']}: {e['error']}", markup=False)
         print_send(report, settings, False, quiet)

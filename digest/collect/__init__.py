@@ -35,6 +35,7 @@ from ..errors import REMOVE_IT, FetchError, one_line
 from ..models import Post, SourceState
 from ..store import SourceClaims, Store
 from ..store.leases import this_process
+from ..wording import plural
 from .base import Context, Job, Outcome
 from .bluesky import BlueskyAuthorJob, BlueskySearchJob
 from .feeds import FeedJob
@@ -86,6 +87,12 @@ class CollectReport:
     def all_failed(self) -> bool:
         """True when sources were tried and none of them answered."""
         return self.count("failed") > 0 and self.count("ok") + self.count("not_modified") == 0
+
+    def line(self) -> str:
+        """The run in one line, for the terminal and a scheduled job's record: new posts, sources that answered
+        (fetched or unchanged), sources that failed."""
+        answered = plural(self.count("ok") + self.count("not_modified"), "source")
+        return f"{plural(self.new_posts, 'new post')}; {answered} answered, {self.count('failed')} failed"
 
     def by_kind(self) -> dict[str, dict[str, int]]:
         table: dict[str, Counter[str]] = {}
